@@ -1,0 +1,54 @@
+"""Names that are part of the public contract: API group, kinds, labels, annotations, exit codes."""
+
+from typing import Final
+
+GROUP: Final = "trtllm.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+CATEGORY: Final = "trtllm"
+
+ENGINE_KIND: Final = "TRTEngine"
+ENGINE_PLURAL: Final = "trtengines"
+ENGINE_SINGULAR: Final = "trtengine"
+ENGINE_SHORT: Final = "trte"
+SERVICE_KIND: Final = "InferenceService"
+SERVICE_PLURAL: Final = "inferenceservices"
+SERVICE_SINGULAR: Final = "inferenceservice"
+SERVICE_SHORT: Final = "trtis"
+
+#: Longest TRTEngine name: "<name>-build-<hash8>" must stay a 63-character DNS label.
+ENGINE_NAME_MAX: Final = 48
+#: Longest InferenceService name: Deployment, Service and HPA share it; "-<hash>" suffixes need room.
+SERVICE_NAME_MAX: Final = 52
+
+# Labels on every child, so `kubectl get pods -l trtllm.dev/engine=NAME` finds every pod of an engine.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "trtllm-operator"
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_COMPONENT: Final = "trtllm.dev/component"
+LABEL_ENGINE: Final = "trtllm.dev/engine"
+LABEL_REVISION: Final = "trtllm.dev/revision"
+LABEL_CONFIG_HASH: Final = "trtllm.dev/build-config-hash"
+LABEL_SERVICE: Final = "trtllm.dev/inference-service"
+COMPONENT_BUILD: Final = "build"
+COMPONENT_SERVER: Final = "server"
+
+FINALIZER: Final = "trtllm.dev/engine-files"
+
+# Builder exit codes. The Job's podFailurePolicy fails the Job at once on the deterministic ones.
+EXIT_OK: Final = 0
+EXIT_TRANSIENT: Final = 1
+EXIT_INCOMPATIBLE_GPU: Final = 10
+EXIT_INVALID_PLAN: Final = 11
+EXIT_VERIFY_FAILED: Final = 12
+EXIT_GATE_FAILED: Final = 13
+EXIT_NO_GPU: Final = 14
+FATAL_EXIT_CODES: Final = (EXIT_INCOMPATIBLE_GPU, EXIT_INVALID_PLAN, EXIT_VERIFY_FAILED, EXIT_GATE_FAILED, EXIT_NO_GPU)
+
+#: Where the build pod finds its plan and writes its result.
+PLAN_MOUNT: Final = "/etc/trtllm/plan"
+PLAN_FILE: Final = "plan.json"
+ENGINES_MOUNT: Final = "/engines"
+MODELS_MOUNT: Final = "/models"
+TERMINATION_LOG: Final = "/dev/termination-log"
+RESULT_MAX_BYTES: Final = 4096

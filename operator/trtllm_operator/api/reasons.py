@@ -1,0 +1,70 @@
+"""Condition types and reasons: CamelCase constants, the only place they are spelled.
+
+Condition polarity follows Kubernetes API conventions and kstatus: ``Ready`` / ``Reconciling`` /
+``Stalled`` are the three generic ones that kstatus and Argo CD read; the rest are domain
+conditions that say which step of the optimization pass is where.
+"""
+
+from typing import Final
+
+# Condition types.
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+GPU_COMPATIBLE: Final = "GPUCompatible"
+SCHEDULED: Final = "Scheduled"
+BUILT: Final = "Built"
+VALIDATED: Final = "Validated"
+ENGINE_READY: Final = "EngineReady"
+AVAILABLE: Final = "Available"
+# Warning conditions (True means the warning applies).
+CALIBRATION_DOMAIN_MISMATCH: Final = "CalibrationDomainMismatch"
+INFLIGHT_BATCHING_DISABLED: Final = "InflightBatchingDisabled"
+UNVALIDATED_ENGINE: Final = "UnvalidatedEngine"
+
+# Reasons.
+INVALID_SPEC: Final = "InvalidSpec"
+COMPATIBLE: Final = "Compatible"
+NO_COMPATIBLE_NODES: Final = "NoCompatibleNodes"
+PRECISION_UNSUPPORTED: Final = "PrecisionUnsupported"
+INSUFFICIENT_GPUS: Final = "InsufficientGPUs"
+INSUFFICIENT_MEMORY: Final = "InsufficientGPUMemory"
+UNKNOWN_GPU_PRODUCT: Final = "UnknownGPUProduct"
+QUEUED: Final = "Queued"
+JOB_CREATED: Final = "JobCreated"
+POD_PENDING: Final = "PodPending"
+UNSCHEDULABLE: Final = "Unschedulable"
+POD_SCHEDULED: Final = "PodScheduled"
+BUILDING: Final = "Building"
+VALIDATING: Final = "Validating"
+BUILD_SUCCEEDED: Final = "BuildSucceeded"
+BUILD_FAILED: Final = "BuildFailed"
+BUILD_RETRYING: Final = "BuildRetrying"
+JOB_MISSING: Final = "JobMissing"
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
+INCOMPATIBLE_GPU: Final = "IncompatibleGPU"
+NO_GPU_VISIBLE: Final = "NoGPUVisible"
+INSUFFICIENT_GPU_MEMORY: Final = "InsufficientGPUMemory"
+STEP_FAILED: Final = "StepFailed"
+VERIFICATION_FAILED: Final = "VerificationFailed"
+INVALID_PLAN: Final = "InvalidPlan"
+ENGINE_PROMOTED: Final = "EnginePromoted"
+NEW_REVISION: Final = "NewRevision"
+ACCURACY_REGRESSION: Final = "AccuracyRegression"
+THROUGHPUT_BELOW_TARGET: Final = "ThroughputBelowTarget"
+LATENCY_ABOVE_TARGET: Final = "LatencyAboveTarget"
+GATES_PASSED: Final = "GatesPassed"
+NOT_VALIDATED: Final = "NotValidated"
+NOT_CONFIGURED: Final = "NotConfigured"
+DOMAIN_MISMATCH: Final = "DomainMismatch"
+DOMAIN_MATCH: Final = "DomainMatch"
+OVERRIDE_DISABLES_IFB: Final = "OverrideDisablesInflightBatching"
+IFB_ENABLED: Final = "InflightBatchingEnabled"
+STORAGE_PENDING: Final = "StoragePending"
+# InferenceService.
+ENGINE_NOT_FOUND: Final = "EngineNotFound"
+ENGINE_NOT_READY: Final = "EngineNotReady"
+ENGINE_NOT_VALIDATED: Final = "EngineNotValidated"
+DEPLOYMENT_AVAILABLE: Final = "DeploymentAvailable"
+DEPLOYMENT_PROGRESSING: Final = "DeploymentProgressing"
+ROLLOUT_STALLED: Final = "RolloutStalled"

@@ -1,0 +1,155 @@
+"""InferenceService: serves a Ready TRTEngine NIM-style (trtllm-serve, OpenAI-compatible).
+
+Serving pods mount the promoted engine and are pinned to the GPU architecture it was built for: an
+engine built on 9.0 must never land on an 8.9 node.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from trtllm_operator.api.common import (
+    DNS_LABEL,
+    ApiModel,
+    LocalObjectRef,
+    IntOrPercent,
+    ResourceRequirements,
+    Toleration,
+    cel,
+    defaults_of,
+    validations,
+)
+from trtllm_operator.api.conditions import Condition
+from trtllm_operator.api.constants import SERVICE_NAME_MAX
+
+
+class AutoscalingSpec(ApiModel):
+    """HorizontalPodAutoscaler settings; when set, it owns spec.replicas."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "self.minReplicas <= self.maxReplicas",
+                "spec.autoscaling.minReplicas must be ≤ spec.autoscaling.maxReplicas",
+            )
+        )
+    }
+
+    minReplicas: int = Field(default=1, description="Lower bound.", ge=0, le=1000)
+    maxReplicas: int = Field(description="Upper bound.", ge=1, le=1000)
+    targetCPUUtilizationPercentage: int | None = Field(
+        default=None, description="Scale on average CPU utilization of the serving pods.", ge=1, le=100
+    )
+
+
+class RolloutSpec(ApiModel):
+    """How serving pods are replaced when the engine revision changes."""
+
+    maxSurge: IntOrPercent = Field(default="25%", description="Extra pods during a rollout (count or percent).")
+    maxUnavailable: IntOrPercent = Field(
+        default=0, description="Pods that may be unavailable during a rollout; 0 keeps full capacity."
+    )
+
+
+class ServeSpec(ApiModel):
+    """trtllm-serve settings."""
+
+    extraArgs: list[str] = Field(
+        default_factory=list,
+        description='Extra trtllm-serve arguments, e.g. ["--kv_cache_free_gpu_memory_fraction", "0.85"].',
+        max_length=64,
+        json_schema_extra={"items": {"type": "string", "maxLength": 256}},
+    )
+
+
+class InferenceServiceSpec(ApiModel):
+    """Desired serving deployment."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.engineRef) != has(self.engineRefs)",
+                "spec: set exactly one of engineRef (one engine) or engineRefs (one engine per GPU architecture)",
+            ),
+            cel(
+                "!has(self.engineRefs) || self.engineRefs.all(a, self.engineRefs.exists_one(b, b.name == a.name))",
+                "spec.engineRefs: each engine may be listed once",
+                field_path=".engineRefs",
+            ),
+        )
+    }
+
+    engineRef: LocalObjectRef | None = Field(default=None, description="The TRTEngine to serve.")
+    engineRefs: list[LocalObjectRef] | None = Field(
+        default=None,
+        description="Several TRTEngines of the same model, one per GPU architecture, behind one Service; "
+        "each gets its own Deployment pinned to its architecture.",
+        min_length=1,
+        max_length=8,
+    )
+    replicas: int = Field(default=1, description="Serving pods (per engine).", ge=0, le=1000)
+    image: str | None = Field(
+        default=None,
+        description="Serving image; defaults to the engine's build image (runtime and builder versions must match).",
+        max_length=512,
+        pattern=r"^[^\s]+$",
+    )
+    port: int = Field(default=8000, description="Container and Service port of the OpenAI-compatible API.", ge=1024, le=65535)
+    servedModelName: str | None = Field(
+        default=None, description="Model name clients send; defaults to the InferenceService name.", max_length=253
+    )
+    allowUnvalidatedEngines: bool = Field(
+        default=False,
+        description="Serve engines that were promoted without validation gates. Off by default; when on, "
+        "the UnvalidatedEngine warning condition says so.",
+    )
+    resources: ResourceRequirements | None = Field(default=None, description="CPU/memory for serving pods.")
+    autoscaling: AutoscalingSpec | None = Field(default=None, description="Autoscaling; replaces spec.replicas.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, json_schema_extra={"default": defaults_of(RolloutSpec)}, description="Rolling-update settings.")
+    nodeSelector: dict[str, str] | None = Field(
+        default=None, description="Extra node labels for serving pods.", max_length=32,
+        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
+    )
+    tolerations: list[Toleration] | None = Field(default=None, description="Extra tolerations.", max_length=32)
+    serve: ServeSpec = Field(default_factory=ServeSpec, json_schema_extra={"default": defaults_of(ServeSpec)}, description="trtllm-serve settings.")
+
+
+class InferenceServiceStatus(ApiModel):
+    """Observed state of an InferenceService; written only by the operator."""
+
+    observedGeneration: int | None = Field(default=None, description="metadata.generation last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, EngineReady, Available and warnings.",
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.", max_length=512)
+    replicas: int = Field(default=0, description="Serving pods that exist.")
+    readyReplicas: int = Field(default=0, description="Serving pods that are ready.")
+    engineRevision: int | None = Field(default=None, description="Engine revision being served.")
+    engineUri: str | None = Field(default=None, description="Engine being served.", max_length=1024)
+    selector: str | None = Field(default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024)
+
+
+class InferenceService(ApiModel):
+    """An OpenAI-compatible endpoint serving a TRTEngine on the GPU architecture it was built for."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                f"self.metadata.name.size() <= {SERVICE_NAME_MAX} && "
+                f"self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                f"metadata.name must start with a letter and be a DNS label of at most {SERVICE_NAME_MAX} "
+                "characters: it names the Service and Deployment",
+            )
+        )
+    }
+
+    apiVersion: str = Field(default="trtllm.dev/v1alpha1", description="trtllm.dev/v1alpha1")
+    kind: str = Field(default="InferenceService", description="InferenceService")
+    spec: InferenceServiceSpec = Field(description="Desired serving deployment.")
+    status: InferenceServiceStatus | None = Field(default=None, description="Observed state.")
+
+
+__all__ = ["DNS_LABEL", "InferenceService", "InferenceServiceSpec", "InferenceServiceStatus"]
