@@ -19,6 +19,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +35,7 @@ from trtllm_operator.dev import pki
 from trtllm_operator.dev.fleet import Fleet, builtin_fleet, fleet_nodes
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "sim-executor")
 
 
 class ClusterError(RuntimeError):
@@ -104,6 +105,8 @@ class LocalCluster:
         self._wait_https("kube-controller-manager", self.ports.controller_manager, timeout)
         self._wait_https("kube-scheduler", self.ports.scheduler, timeout)
         self._wait_http("kwok", f"http://127.0.0.1:{self.ports.kwok}/healthz", timeout)
+        self._start("sim-executor", [sys.executable, "-m", "trtllm_operator.dev.executor", str(self.kubeconfig)])
+        self._wait("sim-executor", self._storage_class_ready, timeout)
         self.apply_fleet(fleet or builtin_fleet("default"))
         _say(f"cluster ready in {time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}")
 
@@ -333,6 +336,16 @@ class LocalCluster:
 
     def _wait_apiserver(self, timeout: float) -> None:
         self._wait("kube-apiserver", lambda: self._get(f"{self.server}/readyz", client=True), timeout)
+
+    def _storage_class_ready(self) -> int:
+        from kubernetes import client, config
+
+        api = client.StorageV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        try:
+            api.read_storage_class("sim-local")
+            return 200
+        except client.ApiException as error:
+            return int(error.status or 500)
 
     def _tail(self, name: str, lines: int = 15) -> str:
         try:

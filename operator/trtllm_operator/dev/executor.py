@@ -1,0 +1,274 @@
+"""The simulated cluster's kubelet-side helpers: a local volume provisioner and the build-pod executor.
+
+KWOK makes pods look Running but runs nothing. This process closes the gap for the parts the product
+depends on:
+
+* **Volumes** — PVCs of the default StorageClass ``sim-local`` get a hostPath PV under
+  ``.cluster/volumes/``, bound by the real PV controller, so the scheduler's volume checks are real.
+* **Build pods** (label ``trtllm.dev/component=build``) scheduled on a simulated node are executed:
+  the real builder (``python -m trtllm_operator.builder``) runs on this machine with the plan from the
+  pod's ConfigMap, the pod's PVC mounts mapped to their hostPath directories (``--remap``), the
+  TensorRT-LLM stand-ins first on PATH and a pynvml stand-in that reports the node's GPUs (from its GFD
+  labels, or from the ``sim.trtllm.dev/actual-gpus`` annotation to simulate stale labels). When it
+  exits, the pod is annotated with the exit code and termination message and KWOK's ``pod-finish`` stage
+  reports them in the pod status, exactly where a kubelet would.
+
+Per-namespace simulation knobs come from an optional ConfigMap ``trtllm-sim`` (keys are TRTLLM_SIM_*
+environment variables for the stand-ins, e.g. TRTLLM_SIM_BENCH), so each test picks its own numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+from kubernetes import client, config
+
+from trtllm_operator.api import constants as c
+from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
+from trtllm_operator.gpu.labels import GFD
+
+log = structlog.get_logger("sim-executor")
+REPO = Path(__file__).resolve().parents[3]
+STANDIN_BIN = REPO / "hack" / "standins" / "bin"
+SHIM = Path(__file__).resolve().parent / "standins" / "shim"
+STORAGE_CLASS = "sim-local"
+PROVISIONER = "sim.trtllm.dev/local"
+EXIT_ANNOTATION = "sim.trtllm.dev/exit-code"
+MESSAGE_ANNOTATION = "sim.trtllm.dev/termination-message"
+ACTUAL_GPUS_ANNOTATION = "sim.trtllm.dev/actual-gpus"
+SIM_CONFIGMAP = "trtllm-sim"
+EXAMPLES = "/app/tensorrt_llm/examples"
+FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "gpt")
+
+
+class Executor:
+    def __init__(self, kubeconfig: Path, state_dir: Path) -> None:
+        self.api = config.new_client_from_config(str(kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.storage = client.StorageV1Api(self.api)
+        self.state_dir = state_dir
+        self.volumes = state_dir / "volumes"
+        self.pod_logs = state_dir / "logs" / "pods"
+        self.examples = state_dir / "standin-examples"
+        self.running: dict[str, threading.Thread] = {}
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self) -> None:
+        for directory in (self.volumes, self.pod_logs):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._examples_tree()
+        storage_class = {
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS,
+                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+        }
+        try:
+            self.storage.create_storage_class(storage_class)
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+
+    def _examples_tree(self) -> None:
+        """/app/tensorrt_llm/examples as the stand-ins: quantization/quantize.py, models/core/*/convert_checkpoint.py."""
+        links = {"quantization/quantize.py": "quantize.py", "../benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py",
+                 "benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py"}
+        links.update({f"models/core/{family}/convert_checkpoint.py": "convert_checkpoint.py" for family in FAMILIES})
+        for relative, target in links.items():
+            path = (self.examples / relative).resolve() if relative.startswith("..") else self.examples / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.symlink_to(STANDIN_BIN / target)
+
+    # ------------------------------------------------------------------ volumes
+    def provision(self) -> None:
+        for pvc in self.core.list_persistent_volume_claim_for_all_namespaces().items:
+            if pvc.status.phase != "Pending" or pvc.spec.volume_name:
+                continue
+            if (pvc.spec.storage_class_name or STORAGE_CLASS) != STORAGE_CLASS:
+                continue
+            path = self.volumes / pvc.metadata.namespace / pvc.metadata.name
+            path.mkdir(parents=True, exist_ok=True)
+            size = (pvc.spec.resources.requests or {}).get("storage", "1Gi")
+            pv = {
+                "apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": f"pvc-{pvc.metadata.uid}", "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
+                "spec": {
+                    "capacity": {"storage": size}, "accessModes": pvc.spec.access_modes or ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                    "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+                    "claimRef": {"namespace": pvc.metadata.namespace, "name": pvc.metadata.name, "uid": pvc.metadata.uid},
+                },
+            }
+            try:
+                self.core.create_persistent_volume(pv)
+                log.info("provisioned", claim=f"{pvc.metadata.namespace}/{pvc.metadata.name}", path=str(path))
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+
+    def _host_path(self, namespace: str, claim: str) -> Path:
+        pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
+        if not pvc.spec.volume_name:
+            raise RuntimeError(f"claim {namespace}/{claim} is not bound")
+        pv = self.core.read_persistent_volume(pvc.spec.volume_name)
+        if pv.spec.host_path is None:
+            raise RuntimeError(f"volume {pv.metadata.name} is not a local volume")
+        return Path(pv.spec.host_path.path)
+
+    # ------------------------------------------------------------------ build pods
+    def scan(self) -> None:
+        selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_BUILD}"
+        for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
+            key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            if pod.status.phase != "Running" or EXIT_ANNOTATION in (pod.metadata.annotations or {}):
+                continue
+            with self.lock:
+                if key in self.running:
+                    continue
+                thread = threading.Thread(target=self._run_pod, args=(pod,), name=key, daemon=True)
+                self.running[key] = thread
+            thread.start()
+
+    def _run_pod(self, pod: Any) -> None:
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        try:
+            code, message = self._execute(pod)
+        except Exception as error:  # the executor itself failed: report like a container crash
+            log.error("executor failed", pod=key, error=str(error))
+            code, message = 128, f"sim executor: {error}"
+        try:
+            annotations = {EXIT_ANNOTATION: str(code), MESSAGE_ANNOTATION: message}
+            self.core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}})
+            log.info("pod finished", pod=key, exit_code=code)
+        except client.ApiException as error:
+            if error.status != 404:
+                log.error("could not report pod result", pod=key, error=str(error))
+        finally:
+            with self.lock:
+                self.running.pop(key, None)
+
+    def _container(self, pod: Any) -> Any:
+        return next(x for x in pod.spec.containers if x.name == "builder")
+
+    def _gpus(self, pod: Any) -> list[dict[str, Any]]:
+        node = self.core.read_node(pod.spec.node_name)
+        annotations = node.metadata.annotations or {}
+        if ACTUAL_GPUS_ANNOTATION in annotations:
+            gpus: list[dict[str, Any]] = json.loads(annotations[ACTUAL_GPUS_ANNOTATION])
+        else:
+            gpus = sim_gpus_for_node_labels(node.metadata.labels or {})
+        limits = self._container(pod).resources.limits or {}
+        return gpus[: int(limits.get(GFD.RESOURCE, "0"))]
+
+    def _env(self, pod: Any) -> dict[str, str]:
+        namespace = pod.metadata.namespace
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRTLLM_SIM_", "HF_"))}
+        env.update({
+            "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO / "operator")]),
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TRTLLM_SIM_GPUS": json.dumps(self._gpus(pod)),
+        })
+        for item in self._container(pod).env or []:
+            if item.value is not None:
+                env[item.name] = item.value
+            elif item.value_from and item.value_from.secret_key_ref:  # what a kubelet does with secretKeyRef
+                ref = item.value_from.secret_key_ref
+                secret = self.core.read_namespaced_secret(ref.name, namespace)
+                env[item.name] = base64.b64decode((secret.data or {})[ref.key]).decode()
+        try:
+            sim = self.core.read_namespaced_config_map(SIM_CONFIGMAP, namespace).data or {}
+            env.update({k: v for k, v in sim.items() if k.startswith("TRTLLM_SIM_")})
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+        env["PYTHONPATH"] = os.pathsep.join([str(SHIM), str(REPO / "operator")])
+        return env
+
+    def _remaps(self, pod: Any) -> tuple[list[str], Path]:
+        """--remap arguments for every PVC mount, and the plan file taken from the ConfigMap mount."""
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        remaps = [f"{EXAMPLES}={self.examples}"]
+        plan_file: Path | None = None
+        for mount in self._container(pod).volume_mounts or []:
+            volume = volumes.get(mount.name)
+            if volume is None:
+                continue
+            if volume.persistent_volume_claim is not None:
+                host = self._host_path(pod.metadata.namespace, volume.persistent_volume_claim.claim_name)
+                remaps.append(f"{mount.mount_path}={host}")
+            elif volume.config_map is not None and mount.mount_path == c.PLAN_MOUNT:
+                data = self.core.read_namespaced_config_map(volume.config_map.name, pod.metadata.namespace).data or {}
+                handle, name = tempfile.mkstemp(prefix="plan-", suffix=".json")
+                os.write(handle, data[c.PLAN_FILE].encode())
+                os.close(handle)
+                plan_file = Path(name)
+        if plan_file is None:
+            raise RuntimeError("build pod has no plan ConfigMap mounted at " + c.PLAN_MOUNT)
+        return remaps, plan_file
+
+    def _execute(self, pod: Any) -> tuple[int, str]:
+        remaps, plan_file = self._remaps(pod)
+        result_file = Path(tempfile.mkstemp(prefix="result-")[1])
+        argv = [sys.executable, "-m", "trtllm_operator.builder", "--plan", str(plan_file), "--result-file", str(result_file)]
+        for remap in remaps:
+            argv += ["--remap", remap]
+        log_path = self.pod_logs / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
+        log.info("running builder", pod=f"{pod.metadata.namespace}/{pod.metadata.name}", node=pod.spec.node_name, log=str(log_path))
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(pod), cwd=REPO)
+            while process.poll() is None:
+                time.sleep(0.5)
+                if not self._pod_exists(pod):
+                    process.kill()
+                    return 137, "pod deleted"
+        message = result_file.read_text() if result_file.exists() else ""
+        if not message.strip():  # terminationMessagePolicy FallbackToLogsOnError
+            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-c.RESULT_MAX_BYTES:]
+        for path in (plan_file, result_file):
+            path.unlink(missing_ok=True)
+        return int(process.returncode), message
+
+    def _pod_exists(self, pod: Any) -> bool:
+        try:
+            current = self.core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
+        except client.ApiException as error:
+            return error.status != 404
+        return bool(current.metadata.uid == pod.metadata.uid and not current.metadata.deletion_timestamp)
+
+    def loop(self, interval: float = 0.5) -> None:
+        self.prepare()
+        log.info("sim executor ready", volumes=str(self.volumes))
+        while True:
+            try:
+                self.provision()
+                self.scan()
+            except Exception as error:  # keep going: the API server may restart under us
+                log.error("executor loop error", error=str(error))
+            time.sleep(interval)
+
+
+def main() -> int:
+    from trtllm_operator.logging import configure_logging
+
+    configure_logging()
+    state_dir = Path(os.environ.get("TRTLLM_CLUSTER_STATE", str(REPO / ".cluster")))
+    Executor(Path(sys.argv[1]) if len(sys.argv) > 1 else state_dir / "kubeconfig", state_dir).loop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""InferenceService reconciliation, pure: which engine revision to serve, and what the rollout looks like.
+
+Serving follows *promoted* engines only (status.engine of each TRTEngine, which moves only after its
+gates pass), so a failed gate on a new revision leaves the previous one serving. An engine promoted
+without any gate is refused unless ``allowUnvalidatedEngines`` says otherwise — loudly, as a warning
+condition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from trtllm_operator.api import constants as c
+from trtllm_operator.api import reasons as r
+from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
+from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
+from trtllm_operator.api.service import InferenceServiceSpec, InferenceServiceStatus
+from trtllm_operator.reconcile.engine import Event
+from trtllm_operator.render.serving import deployment_name, render_deployment, render_hpa, render_service, selector_labels
+
+
+@dataclass(frozen=True)
+class ServiceObservation:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    engines: dict[str, dict[str, Any] | None]  # engine name -> TRTEngine object (None: not found)
+    deployments: dict[str, dict[str, Any]]  # deployment name -> Deployment object
+
+
+@dataclass
+class ServiceDecision:
+    status: InferenceServiceStatus
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Served:
+    engine_name: str
+    spec: TRTEngineSpec
+    engine: EngineStatus
+
+
+def _engine_refs(spec: InferenceServiceSpec) -> list[str]:
+    if spec.engineRefs:
+        return [ref.name for ref in spec.engineRefs]
+    return [spec.engineRef.name] if spec.engineRef else []
+
+
+def _servable(name: str, obj: dict[str, Any] | None, spec: InferenceServiceSpec) -> tuple[_Served | None, str, str]:
+    """The engine to serve, or (None, reason, message) saying why not."""
+    if obj is None:
+        return None, r.ENGINE_NOT_FOUND, f"TRTEngine {name} not found in this namespace: create it or fix spec.engineRef"
+    try:
+        engine_spec = TRTEngineSpec.model_validate(obj.get("spec") or {})
+        status = TRTEngineStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        return None, r.ENGINE_NOT_READY, f"TRTEngine {name} has an invalid spec or status"
+    if status.engine is None:
+        ready = find(status.conditions, r.READY)
+        why = f"{ready.reason}: {ready.message}" if ready else "no status yet"
+        return None, r.ENGINE_NOT_READY, f"TRTEngine {name} has no promoted engine yet (phase {status.phase}; {why})"
+    if not status.engine.validated and not spec.allowUnvalidatedEngines:
+        return None, r.ENGINE_NOT_VALIDATED, (
+            f"TRTEngine {name} revision {status.engine.revision} was promoted without validation gates: add "
+            "spec.validation (accuracy and/or benchmark) to the TRTEngine, or set allowUnvalidatedEngines: true")
+    return _Served(name, engine_spec, status.engine), "", ""
+
+
+def _set(status: InferenceServiceStatus, gen: int, now: datetime, type_: str, value: ConditionStatus, reason: str,
+         message: str) -> None:
+    status.conditions = set_condition(status.conditions, type_, value, reason, message, generation=gen, clock=lambda: now)
+
+
+def _rollout(deployment: dict[str, Any] | None, wanted: int | None) -> tuple[bool, bool, str, int, int]:
+    """(done, stalled, message, replicas, ready) for one Deployment."""
+    if deployment is None:
+        return False, False, "Deployment not created yet", 0, 0
+    meta, st = deployment.get("metadata") or {}, deployment.get("status") or {}
+    replicas, ready = int(st.get("replicas") or 0), int(st.get("readyReplicas") or 0)
+    updated, available = int(st.get("updatedReplicas") or 0), int(st.get("availableReplicas") or 0)
+    desired = int((deployment.get("spec") or {}).get("replicas") or 0) if wanted is None else wanted
+    conds = {x.get("type"): x for x in st.get("conditions") or []}
+    progressing = conds.get("Progressing") or {}
+    if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return False, True, f"rollout of {meta.get('name')} stalled: {progressing.get('message', '')}", replicas, ready
+    observed = int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    done = observed and updated >= desired and available >= desired and replicas == updated
+    return done, False, f"{meta.get('name')}: {ready}/{desired} ready, {updated} updated", replicas, ready
+
+
+def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision:
+    try:
+        old = InferenceServiceStatus.model_validate(obs.status or {})
+    except ValidationError:
+        old = InferenceServiceStatus()
+    status = old.model_copy(deep=True)
+    status.observedGeneration = obs.generation
+    decision = ServiceDecision(status=status)
+    gen = obs.generation
+
+    def cond(type_: str, value: ConditionStatus, reason: str, message: str) -> None:
+        _set(status, gen, now, type_, value, reason, message)
+
+    try:
+        spec = InferenceServiceSpec.model_validate(obs.spec)
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        for type_, value in ((r.READY, "False"), (r.RECONCILING, "False"), (r.STALLED, "True")):
+            cond(type_, value, r.INVALID_SPEC, message)  # type: ignore[arg-type]
+        return decision
+    owner = {"apiVersion": c.API_VERSION, "kind": c.SERVICE_KIND, "name": obs.name, "uid": obs.uid,
+             "controller": True, "blockOwnerDeletion": True}
+    served, blocked = [], []
+    for name in _engine_refs(spec):
+        ok, reason, message = _servable(name, obs.engines.get(name), spec)
+        if ok:
+            served.append(ok)
+        else:
+            blocked.append((reason, message))
+    unvalidated = [s for s in served if not s.engine.validated]
+    if unvalidated:
+        cond(r.UNVALIDATED_ENGINE, "True", r.NOT_VALIDATED, "serving engines promoted without validation gates: "
+             + ", ".join(f"{s.engine_name} r{s.engine.revision}" for s in unvalidated) + " (allowUnvalidatedEngines: true)")
+    else:
+        status.conditions = [x for x in status.conditions if x.type != r.UNVALIDATED_ENGINE]
+    wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
+    for dep_name, s in wanted_deployments.items():
+        decision.apply.append(render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine))
+        if spec.autoscaling:
+            decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
+    if served:
+        decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
+    decision.delete = [("Deployment", n) for n in obs.deployments if n not in wanted_deployments and served]
+    status.selector = ",".join(f"{k}={v}" for k, v in selector_labels(obs.name).items())
+    status.url = f"http://{obs.name}.{obs.namespace}.svc.cluster.local:{spec.port}/v1" if served else None
+    if served:
+        first = served[0].engine
+        if status.engineRevision != first.revision and status.engineRevision is not None:
+            decision.events.append(Event("Normal", "RollingOut", f"rolling out {served[0].engine_name} revision "
+                                         f"{first.revision} (was {status.engineRevision})"))
+        status.engineRevision, status.engineUri = first.revision, first.uri
+    if blocked and not served:
+        reason, message = blocked[0]
+        cond(r.ENGINE_READY, "False", reason, message)
+        stalled = reason in (r.ENGINE_NOT_FOUND, r.ENGINE_NOT_VALIDATED)
+        cond(r.READY, "False", reason, message)
+        cond(r.RECONCILING, "False" if stalled else "True", reason, message)
+        cond(r.STALLED, "True" if stalled else "False", reason, message)
+        status.replicas = status.readyReplicas = 0
+        return decision
+    cond(r.ENGINE_READY, "True" if not blocked else "False", blocked[0][0] if blocked else r.ENGINE_PROMOTED,
+         blocked[0][1] if blocked else ", ".join(f"{s.engine_name} revision {s.engine.revision} ({s.engine.computeCapability})" for s in served))
+    wanted = None if spec.autoscaling else spec.replicas
+    results = [_rollout(obs.deployments.get(n), wanted) for n in wanted_deployments]
+    status.replicas = sum(x[3] for x in results)
+    status.readyReplicas = sum(x[4] for x in results)
+    summary = "; ".join(x[2] for x in results)
+    if any(x[1] for x in results):
+        cond(r.AVAILABLE, "False", r.ROLLOUT_STALLED, summary)
+        cond(r.READY, "False", r.ROLLOUT_STALLED, summary)
+        cond(r.RECONCILING, "False", r.ROLLOUT_STALLED, summary)
+        cond(r.STALLED, "True", r.ROLLOUT_STALLED, summary)
+    elif all(x[0] for x in results):
+        cond(r.AVAILABLE, "True", r.DEPLOYMENT_AVAILABLE, summary)
+        cond(r.READY, "True", r.DEPLOYMENT_AVAILABLE, f"serving at {status.url}: {summary}")
+        cond(r.RECONCILING, "False", r.DEPLOYMENT_AVAILABLE, summary)
+        cond(r.STALLED, "False", r.DEPLOYMENT_AVAILABLE, summary)
+    else:
+        cond(r.AVAILABLE, "False", r.DEPLOYMENT_PROGRESSING, summary)
+        cond(r.READY, "False", r.DEPLOYMENT_PROGRESSING, summary)
+        cond(r.RECONCILING, "True", r.DEPLOYMENT_PROGRESSING, summary)
+        cond(r.STALLED, "False", r.DEPLOYMENT_PROGRESSING, summary)
+    return decision

@@ -1,0 +1,47 @@
+"""The Job that removes an engine's files when a TRTEngine with ``deletionPolicy: Delete`` is deleted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trtllm_operator.api import constants as c
+from trtllm_operator.api.engine import TRTEngineSpec
+from trtllm_operator.render import names
+
+
+def cleanup_job_name(engine: str) -> str:
+    return f"{engine}-cleanup"
+
+
+def render_cleanup_job(namespace: str, name: str, spec: TRTEngineSpec) -> dict[str, Any]:
+    """A short Job mounting the engine volume and deleting ``<path>/<engine>``; no ownerReference, since
+    it must outlive the TRTEngine it cleans up after (ttlSecondsAfterFinished removes it)."""
+    claim = spec.storage.existingClaim or names.claim_name(name)
+    target = f"{c.ENGINES_MOUNT}/{spec.storage.path}/{name}"
+    labels = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ENGINE: name, c.LABEL_COMPONENT: "cleanup"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": cleanup_job_name(name), "namespace": namespace, "labels": labels},
+        "spec": {
+            "backoffLimit": 2,
+            "ttlSecondsAfterFinished": 300,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "cleanup",
+                            "image": spec.image,
+                            "command": ["rm", "-rf", "--one-file-system", target],
+                            "volumeMounts": [{"name": "engines", "mountPath": c.ENGINES_MOUNT}],
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                        }
+                    ],
+                    "volumes": [{"name": "engines", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    }
