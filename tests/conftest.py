@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.support import REPO, Kube, wait_for
+from tests.support import REPO, Engines, Kube, OperatorProcess, make_model_claim, wait_for
 from trtllm_operator.dev.cluster import ClusterError, LocalCluster
 
 
@@ -81,3 +81,66 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     wait_for(default_sa, 30, what=f"default ServiceAccount in {name}")
     yield name
     kube.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def operator(cluster: LocalCluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """The real operator (a subprocess, so tests can SIGKILL it) watching the test's namespace."""
+    marker = request.node.get_closest_marker("operator_env")
+    env = dict(marker.kwargs) if marker else {}
+    if env.pop("private_fleet", False):
+        env["TRTLLM_NODE_SELECTOR"] = f"trtllm.dev/fleet={namespace}"
+    env.setdefault("TRTLLM_RESYNC_SECONDS", "10")
+    process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log", env).start()
+    yield process
+    process.stop()
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(f"--- operator log ({process.log}) ---\n{process.output()[-20000:]}")
+
+
+@pytest.fixture
+def engines(kube: Kube, namespace: str) -> Engines:
+    make_model_claim(kube, namespace)
+    return Engines(kube, namespace)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
+
+
+class PrivateFleet:
+    """Nodes only this test's operator sees (it runs with TRTLLM_NODE_SELECTOR=trtllm.dev/fleet=<namespace>)."""
+
+    def __init__(self, kube: Kube, cluster: LocalCluster, namespace: str) -> None:
+        self.kube, self.cluster, self.namespace = kube, cluster, namespace
+        self.label = {"trtllm.dev/fleet": namespace}
+
+    def add(self, pool: str, count: int = 1, actual_gpus: list[dict[str, object]] | None = None) -> list[str]:
+        """Add ``count`` nodes like the default fleet's ``pool`` (h100, a100, l40s, b200)."""
+        import json
+
+        from trtllm_operator.dev.cluster import apply_nodes
+        from trtllm_operator.dev.fleet import builtin_fleet, pool_nodes
+
+        template = next(p for p in builtin_fleet("default").pools if p.name == pool)
+        existing = len(self.kube.core.list_node(label_selector=f"trtllm.dev/fleet={self.namespace},trtllm.dev/sim-pool={self.namespace[:30]}-{pool}").items)
+        spec = template.model_copy(update={"name": f"{self.namespace[:30]}-{pool}", "count": count,
+                                           "labels": {**template.labels, **self.label}})
+        nodes = pool_nodes(spec, start=existing)
+        for node in nodes:
+            if actual_gpus is not None:
+                node["metadata"]["annotations"]["sim.trtllm.dev/actual-gpus"] = json.dumps(actual_gpus)
+        return apply_nodes(self.cluster.kubeconfig, nodes)
+
+    def delete(self) -> None:
+        self.kube.core.delete_collection_node(label_selector=f"trtllm.dev/fleet={self.namespace}")
+
+
+@pytest.fixture
+def private_fleet(kube: Kube, cluster: LocalCluster, namespace: str) -> Iterator[PrivateFleet]:
+    fleet = PrivateFleet(kube, cluster, namespace)
+    yield fleet
+    fleet.delete()

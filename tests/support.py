@@ -82,3 +82,120 @@ class OperatorProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+FAKE_MODEL_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "torch_dtype": "bfloat16",
+    "num_hidden_layers": 4,
+    "hidden_size": 256,
+    "vocab_size": 32000,
+}
+CALIBRATION_TEXTS = {
+    "code": "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+    "prose": "The committee met on Tuesday to discuss the annual budget and the plans for the new library.\n",
+}
+
+
+def claim_host_path(kube: Kube, namespace: str, claim: str, timeout: float = 30) -> Path:
+    """The local directory behind a PVC of the simulated cluster (bound by the sim provisioner)."""
+    pvc = wait_for(
+        lambda: (p := kube.core.read_namespaced_persistent_volume_claim(claim, namespace)).spec.volume_name and p,
+        timeout, what=f"PVC {claim} bound",
+    )
+    pv = kube.core.read_persistent_volume(pvc.spec.volume_name)
+    return Path(pv.spec.host_path.path)
+
+
+def make_model_claim(kube: Kube, namespace: str, claim: str = "models") -> Path:
+    """A PVC holding a tiny Hugging Face-style model dir (``llama``) and calibration text (``calib/code``)."""
+    import json
+
+    kube.core.create_namespaced_persistent_volume_claim(namespace, {
+        "metadata": {"name": claim},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+    })
+    root = claim_host_path(kube, namespace, claim)
+    (root / "llama").mkdir(parents=True, exist_ok=True)
+    (root / "llama" / "config.json").write_text(json.dumps(FAKE_MODEL_CONFIG))
+    for domain, text in CALIBRATION_TEXTS.items():
+        (root / "calib" / domain).mkdir(parents=True, exist_ok=True)
+        for index in range(4):
+            (root / "calib" / domain / f"sample{index}.txt").write_text(text * (index + 1))
+    return root
+
+
+def engine_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A TRTEngine that builds from the ``models`` claim with local calibration data (no Hub needed)."""
+    body: dict[str, Any] = {
+        "model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
+        "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
+        "precision": "fp8",
+        "kvCacheDtype": "fp8",
+        "parallelism": {"tensor": 2},
+        "calibration": {"dataset": "pvc://models/calib/code", "size": 64},
+        "storage": {"claim": {"size": "50Gi"}},
+    }
+    for key, value in spec.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return {"apiVersion": "trtllm.dev/v1alpha1", "kind": "TRTEngine", "metadata": {"name": name}, "spec": body}
+
+
+class Engines:
+    """TRTEngine helpers bound to one namespace."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self.kube.custom.create_namespaced_custom_object(
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", manifest)
+        return result
+
+    def get(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.kube.custom.get_namespaced_custom_object(
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name)
+        return result
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.kube.custom.patch_namespaced_custom_object(
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name, {"spec": spec})
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        conditions = (self.get(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == type_), None)
+
+    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
+                       timeout: float = 60, contains: str = "") -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.condition(name, type_)
+            if found and found["status"] == status and (reason is None or found["reason"] == reason) \
+                    and contains in found.get("message", ""):
+                return found
+            return None
+
+        try:
+            return wait_for(probe, timeout, what=f"{name} {type_}={status} {reason or ''}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nstatus: {self.get(name).get('status')}") from None
+
+    def jobs(self, name: str) -> list[Any]:
+        selector = f"trtllm.dev/engine={name},trtllm.dev/component=build"
+        return list(self.kube.batch.list_namespaced_job(self.namespace, label_selector=selector).items)
+
+    def pods(self, name: str) -> list[Any]:
+        selector = f"trtllm.dev/engine={name},trtllm.dev/component=build"
+        return list(self.kube.core.list_namespaced_pod(self.namespace, label_selector=selector).items)
+
+    def sim(self, **env: str) -> None:
+        """Per-namespace knobs of the simulated build environment (TRTLLM_SIM_* for the stand-ins)."""
+        body = {"metadata": {"name": "trtllm-sim"}, "data": env}
+        try:
+            self.kube.core.create_namespaced_config_map(self.namespace, body)
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+            self.kube.core.replace_namespaced_config_map("trtllm-sim", self.namespace, body)

@@ -23,7 +23,9 @@ from trtllm_operator.api.engine import (
     Precision,
 )
 
-StepName = Literal["download", "quantize", "convert", "build", "verify", "accuracy", "benchmark", "export"]
+StepName = Literal[
+    "download", "quantize", "convert", "build", "verify", "dataset", "accuracy", "benchmark", "export"
+]
 
 
 class PlanModel(BaseModel):
@@ -35,6 +37,11 @@ class PlanStep(PlanModel):
 
     name: StepName
     argv: list[str] = Field(default_factory=list, description="Exact command; empty for in-process steps.")
+    stdout: str | None = Field(
+        default=None,
+        description="When set, the step's standard output (only) is written to this file, e.g. the "
+        "dataset prepare_dataset.py --stdout prints; stderr is still logged.",
+    )
 
 
 class PlanModelSource(PlanModel):
@@ -89,6 +96,10 @@ class BuildPlan(PlanModel):
     accuracy: AccuracyValidation | None = None
     benchmark: BenchmarkValidation | None = None
     model_params_billions: float | None = None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="Renderer notes for reviewers: flags left out and why, unverified paths.",
+    )
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)

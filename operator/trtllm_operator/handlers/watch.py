@@ -6,6 +6,7 @@ finalizers on user objects: what Argo CD diffs stays exactly what Git has.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -28,6 +29,7 @@ def _dispatch(rt: Runtime, key: Key) -> float | None:
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_logging()
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler ... succeeded" per watch event
     settings.posting.enabled = False  # we post our own events; kopf's would duplicate them
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -24,7 +24,8 @@ def _get(obj: Mapping[str, Any], *path: str) -> Any:
 def _time(value: Any) -> str | None:
     if value is None:
         return None
-    return value if isinstance(value, str) else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = value if isinstance(value, str) else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text.replace("+00:00", "Z")
 
 
 def pod_view(pod: Mapping[str, Any]) -> PodView:

@@ -1,0 +1,1 @@
+"""Development and simulation tooling; never imported by the operator at runtime."""

@@ -1,0 +1,192 @@
+"""Stand-in for ``trtllm-eval --model M [...] <task> [...]`` (accuracy checks).
+
+CLI from TensorRT-LLM ``tensorrt_llm/commands/eval.py`` and ``tensorrt_llm/evaluate/*.py`` (main,
+2025): global ``--model`` (required), ``--tokenizer``, ``--backend`` (pytorch|tensorrt, default
+pytorch), ``--log_level``, ``--max_beam_width``, ``--max_batch_size``, ``--max_num_tokens``,
+``--max_seq_len``, ``--tp_size``, ``--pp_size``, ``--kv_cache_free_gpu_memory_fraction``; tasks are
+the subcommands the real tool registers for text models -- ``cnn_dailymail``, ``mmlu``, ``gsm8k``,
+``gpqa_diamond``, ``gpqa_main``, ``gpqa_extended`` -- with their ``--dataset_path``, ``--num_samples``,
+``--random_seed``, ``--max_input_length``, ``--max_output_length`` and task-specific options. There
+is no ``humaneval`` task (nor a ``--output_json`` option) in the real tool.
+
+Score: ``TRTLLM_SIM_EVAL`` (JSON ``{"<task>": score}``) or the task default, on the real tool's 0-100
+scale, printed in the real log format (``MMLU weighted average accuracy: 68.20 (14042)``,
+``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's ``rouge1``...). Stand-in extension: when
+``TRTLLM_SIM_EVAL_REPORT`` names a file, ``{"task": ..., "score": ...}`` is written there.
+
+Checks: a GPU; ``--backend tensorrt`` needs ``--model`` to be a loadable engine dir (same rules as
+trtllm-bench) and ``--tokenizer``; without ``--dataset_path`` the dataset is downloaded, which fails
+when ``HF_HUB_OFFLINE`` is set; ``--check_accuracy`` (mmlu, cnn_dailymail) fails below the threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from trtllm_operator.dev.standins._artifacts import load_hf_model, write_json
+from trtllm_operator.dev.standins._common import ToolError, hub_offline, log, require_gpus, run_tool, step
+from trtllm_operator.dev.standins._rules import load_runnable_engine
+
+TOOL: Final = "trtllm-eval"
+ENV_EVAL: Final = "TRTLLM_SIM_EVAL"
+ENV_EVAL_REPORT: Final = "TRTLLM_SIM_EVAL_REPORT"
+LOG_LEVELS: Final = ["internal_error", "error", "warning", "info", "verbose", "debug", "trace"]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    default_score: float
+    max_input_length: int
+    max_output_length: int
+    lm_eval_name: str | None = None  # reported through lm-eval's "average accuracy" line
+    accuracy_threshold: float | None = None  # tasks with --check_accuracy
+    full_size: int = 0
+
+
+TASKS: Final = {
+    task.name: task
+    for task in (
+        Task("cnn_dailymail", 28.0, 924, 100, accuracy_threshold=15.0, full_size=11490),
+        Task("mmlu", 68.2, 4094, 2, accuracy_threshold=30.0, full_size=14042),
+        Task("gsm8k", 78.1, 4096, 256, lm_eval_name="gsm8k"),
+        Task("gpqa_diamond", 40.4, 4096, 32768, lm_eval_name="gpqa_diamond_cot_zeroshot_aa"),
+        Task("gpqa_main", 38.0, 4096, 32768, lm_eval_name="gpqa_main_cot_zeroshot_aa"),
+        Task("gpqa_extended", 37.0, 4096, 32768, lm_eval_name="gpqa_extended_cot_zeroshot_aa"),
+    )
+}
+
+
+def _add_task_parser(commands: Any, task: Task) -> None:
+    sub = commands.add_parser(task.name, allow_abbrev=False)
+    sub.add_argument("--dataset_path", default="ccdv/cnn_dailymail" if task.name == "cnn_dailymail" else None)
+    sub.add_argument("--num_samples", type=int, default=None)
+    sub.add_argument("--random_seed", type=int, default=0)
+    sub.add_argument("--max_input_length", type=int, default=task.max_input_length)
+    sub.add_argument("--max_output_length", type=int, default=task.max_output_length)
+    if task.name == "cnn_dailymail":
+        sub.add_argument("--rouge_path", default="rouge")
+    else:
+        sub.add_argument("--apply_chat_template", action="store_true")
+        sub.add_argument("--system_prompt", default=None)
+    if task.name == "mmlu":
+        sub.add_argument("--num_fewshot", type=int, default=5)
+    if task.name == "gsm8k":
+        sub.add_argument("--fewshot_as_multiturn", action="store_true")
+    if task.accuracy_threshold is not None:
+        sub.add_argument("--check_accuracy", action="store_true")
+        sub.add_argument("--accuracy_threshold", type=float, default=task.accuracy_threshold)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--tokenizer", default=None)
+    parser.add_argument("--backend", default="pytorch", choices=["pytorch", "tensorrt"])
+    parser.add_argument("--log_level", default="info", choices=LOG_LEVELS)
+    parser.add_argument("--max_beam_width", type=int, default=1)
+    parser.add_argument("--max_batch_size", type=int, default=2048)
+    parser.add_argument("--max_num_tokens", type=int, default=8192)
+    parser.add_argument("--max_seq_len", type=int, default=None)
+    parser.add_argument("--tp_size", type=int, default=1)
+    parser.add_argument("--pp_size", type=int, default=1)
+    parser.add_argument("--kv_cache_free_gpu_memory_fraction", type=float, default=0.9)
+    commands = parser.add_subparsers(dest="task", required=True)
+    for task in TASKS.values():
+        _add_task_parser(commands, task)
+    return parser
+
+
+def load_model(args: argparse.Namespace) -> None:
+    """Fail where the real LLM constructor would."""
+    gpus = require_gpus()
+    if args.backend == "tensorrt":
+        engine = load_runnable_engine(Path(args.model), gpus)
+        if not args.tokenizer:
+            raise ToolError(
+                "--tokenizer is required when --model is a TensorRT engine directory", "ValueError"
+            )
+        step(f"Loaded engine {engine.path} (world_size {engine.world_size})")
+        return
+    if len(gpus) < args.tp_size * args.pp_size:
+        raise ToolError(
+            f"tp_size x pp_size = {args.tp_size * args.pp_size} GPUs needed, {len(gpus)} visible."
+        )
+    if Path(args.model).is_dir():
+        hf = load_hf_model(args.model)
+        step(f"Loaded {hf.architecture} from {hf.path}")
+    elif hub_offline():
+        raise ToolError(f"We couldn't connect to 'https://huggingface.co' to load {args.model}", "OSError")
+
+
+def check_dataset(args: argparse.Namespace) -> None:
+    """A local path is used as is; otherwise the data comes from the network (the Hub, or MMLU's URL).
+
+    ``HF_HUB_OFFLINE`` stands for "no network" here; MMLU's ``--dataset_path`` must be a local dir.
+    """
+    source = args.dataset_path
+    if source is not None and Path(source).exists():
+        step(f"Using local dataset {source}")
+        return
+    if source is not None and args.task == "mmlu":
+        raise ToolError(
+            f"[Errno 2] No such file or directory: '{source}/dev/abstract_algebra_dev.csv'",
+            "FileNotFoundError",
+        )
+    if hub_offline("HF_DATASETS_OFFLINE"):
+        name = source or args.task
+        raise ToolError(f"Couldn't reach '{name}' on the Hub (offline mode is enabled)", "ConnectionError")
+    step(f"Downloading the {args.task} dataset {source or ''}(simulated)")
+
+
+def score_for(task: Task) -> float:
+    raw = os.environ.get(ENV_EVAL, "").strip()
+    scores: Any = {}
+    if raw:
+        try:
+            scores = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ToolError(f"{ENV_EVAL} is not valid JSON: {exc}", "ValueError") from exc
+    if not isinstance(scores, dict):
+        raise ToolError(f"{ENV_EVAL} must be a JSON object of task -> score", "ValueError")
+    value = scores.get(task.name, task.default_score)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ToolError(f"{ENV_EVAL}[{task.name!r}] must be a number", "ValueError")
+    return float(value)
+
+
+def report_score(task: Task, score: float, samples: int) -> None:
+    if task.name == "cnn_dailymail":
+        log("Beam 0 rouge scores:")
+        for key, factor in (("rouge1", 1.0), ("rouge2", 0.4), ("rougeL", 0.7), ("rougeLsum", 0.9)):
+            log(f"\t{key}: {score * factor:.3f}")
+    elif task.name == "mmlu":
+        log(f"MMLU weighted average accuracy: {score:.2f} ({samples})")
+    else:
+        log(f"lm-eval {task.lm_eval_name} average accuracy: {score:.2f}")
+    report = os.environ.get(ENV_EVAL_REPORT)
+    if report:
+        write_json(Path(report), {"task": task.name, "score": score})
+
+
+def execute(args: argparse.Namespace) -> None:
+    task = TASKS[args.task]
+    load_model(args)
+    check_dataset(args)
+    samples = args.num_samples or task.full_size
+    step(f"Evaluating {task.name} on {samples or 'all'} samples")
+    score = score_for(task)
+    report_score(task, score, samples)
+    if getattr(args, "check_accuracy", False) and score < args.accuracy_threshold:
+        raise ToolError(f"Expected accuracy >= {args.accuracy_threshold}, but got {score}.", "AssertionError")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_tool(TOOL, lambda: execute(args))
