@@ -92,6 +92,9 @@ class Kube:
     def list_pods(self, namespace: str, selector: str) -> list[Obj]:
         return [self._dict(p) for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items]
 
+    def list_deployments(self, namespace: str, selector: str) -> list[Obj]:
+        return [self._dict(d) for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items]
+
     def get_job(self, namespace: str, name: str) -> Obj | None:
         try:
             return self._dict(self.batch.read_namespaced_job(name, namespace))
@@ -178,5 +181,7 @@ class Kube:
         try:
             self.core.create_namespaced_event(meta["namespace"], event)
         except client.ApiException as error:
-            if error.status not in (409, 403, 404):
+            if error.status == 403:
+                log.warning("cannot post events (RBAC: events create)", reason=reason, object=meta["name"])
+            elif error.status not in (409, 404):
                 raise

@@ -387,10 +387,12 @@ class TestGates:
         ]  # fmt: skip
         assert any("prepare_dataset.py" in n and "UNVERIFIED" in n for n in plan.notes)
 
-    def test_benchmark_model_name_for_pvc_model_is_the_local_dir(self) -> None:
+    def test_benchmark_model_name_for_pvc_model_is_a_name_and_files_go_in_model_path(self) -> None:
+        """trtllm-bench refuses a path as --model ("please provide a model name")."""
         plan = plan_of(make_spec(model={"source": "pvc://models/llama"}, validation=VALIDATION))
         argv = step(plan, "benchmark").argv
-        assert argv[argv.index("--model") + 1] == "/models/models/llama"
+        assert argv[argv.index("--model") + 1] == "llama"
+        assert argv[argv.index("--model_path") + 1] == "/models/models/llama"
 
     def test_accuracy_argv(self) -> None:
         plan = plan_of(make_spec(validation=VALIDATION))
@@ -407,6 +409,7 @@ class TestGates:
         assert ppl == [
             "trtllm-operator-eval", "--model", staging, "--backend", "tensorrt",
             "--task", "perplexity", "--dataset", "/models/evals/wiki",
+            "--tokenizer", tokenizer,  # an engine directory carries no tokenizer
         ]  # fmt: skip
 
     def test_no_gate_steps_without_validation(self) -> None:
@@ -421,12 +424,13 @@ class TestPytorchSteps:
         )
         plan = plan_of(spec)
         assert [s.name for s in plan.steps] == [
-            "download", "quantize", "verify", "dataset", "benchmark", "accuracy", "accuracy", "accuracy"
+            "download", "quantize", "export", "verify", "dataset", "benchmark", "accuracy", "accuracy", "accuracy"
         ]  # fmt: skip
+        assert step(plan, "export").argv == []  # in-process: links the verified checkpoint into staging
         assert step(plan, "quantize").argv == [
             "trtllm-operator-ptq",
             "--model_dir", "/engines/engines/llama/.model",
-            "--output_dir", plan.paths.staging,
+            "--output_dir", plan.paths.checkpoint,  # reused by a retry once verified
             "--qformat", "fp8",
             "--kv_cache_dtype", "fp8",
             "--calib_dataset", "pileval",

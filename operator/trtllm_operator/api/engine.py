@@ -5,6 +5,9 @@ and their descriptions are what ``kubectl explain trtengine.spec`` prints. CEL r
 requests at admission with a message that names the field and the fix.
 """
 
+# Field names are the API's camelCase (what users write in YAML), not Python's snake_case.
+# ruff: noqa: N815
+
 from __future__ import annotations
 
 from typing import Literal
@@ -14,13 +17,15 @@ from pydantic import Field
 from trtllm_operator.api.common import (
     DNS_LABEL,
     ApiModel,
-    LocalObjectRef,
-    Quantity,
+    EngineRef,
+    PositiveQuantity,
     ResourceRequirements,
     SecretKeyRef,
     Toleration,
     cel,
     defaults_of,
+    no_dotdot_rule,
+    node_selector_schema,
     validations,
 )
 from trtllm_operator.api.conditions import Condition
@@ -35,6 +40,7 @@ Phase = Literal["Pending", "Queued", "Building", "Validating", "Ready", "Failed"
 
 SOURCE_RULE = r"^(hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[-A-Za-z0-9_.]+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^/\s][^\s]*)?|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/[^\s]*)?)$"
 PVC_URI_RULE = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?$"
+NAMED_CALIBRATION_DATASETS = ("cnn_dailymail", "pileval", "scienceqa")
 
 
 class ModelSpec(ApiModel):
@@ -46,10 +52,18 @@ class ModelSpec(ApiModel):
                 f"self.source.matches(r'{SOURCE_RULE}')",
                 "spec.model.source must be hf://org/name, pvc://claim/path or s3://bucket/path "
                 "(e.g. hf://meta-llama/Llama-3.3-70B-Instruct)",
+                field_path=".source",
+            ),
+            cel(
+                no_dotdot_rule("self.source"),
+                "spec.model.source must not contain '..' path segments: name the directory inside the claim "
+                "or bucket directly",
+                field_path=".source",
             ),
             cel(
                 "!has(self.revision) || self.source.startsWith('hf://')",
                 "spec.model.revision applies to hf:// sources only; pin pvc:// and s3:// sources by path",
+                field_path=".revision",
             ),
         )
     }
@@ -103,6 +117,19 @@ class CalibrationSpec(ApiModel):
         "calibrate a code or math model badly.",
         min_length=1,
         max_length=512,
+        json_schema_extra=validations(
+            cel(
+                f"self in {list(NAMED_CALIBRATION_DATASETS)} || self.matches(r'{PVC_URI_RULE}')",
+                "spec.calibration.dataset must be one of "
+                + ", ".join(NAMED_CALIBRATION_DATASETS)
+                + " or pvc://claim/path (text files on a PVC in this namespace)",
+            ),
+            cel(
+                no_dotdot_rule("self"),
+                "spec.calibration.dataset must not contain '..' path segments: name the directory inside "
+                "the claim directly",
+            ),
+        ),
     )
     size: int = Field(
         default=512,
@@ -115,24 +142,29 @@ class CalibrationSpec(ApiModel):
 
 
 class ParallelismSpec(ApiModel):
-    """Model parallelism; the build pod gets tensor × pipeline GPUs on one node."""
+    """Model parallelism; the build pod gets tensor × pipeline GPUs on one node."""  # noqa: RUF002
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
                 "[1, 2, 4, 8, 16, 32, 64].exists(n, n == self.tensor * self.pipeline)",
-                "spec.parallelism: tensor × pipeline must be a power of two ≤ 64 (1, 2, 4, 8, 16, 32 or 64), "
+                "spec.parallelism: tensor × pipeline must be a power of two ≤ 64 (1, 2, 4, 8, 16, 32 or 64), "  # noqa: RUF001
                 "e.g. tensor 4 and pipeline 1 for four GPUs",
             )
         )
     }
 
-    tensor: int = Field(default=1, description="Tensor-parallel size (GPUs a layer is split across).", ge=1, le=64)
+    tensor: int = Field(
+        default=1, description="Tensor-parallel size (GPUs a layer is split across).", ge=1, le=64
+    )
     pipeline: int = Field(default=1, description="Pipeline-parallel size (stages of layers).", ge=1, le=64)
 
 
 class TargetSpec(ApiModel):
-    """The GPU the engine is built for and will be served on. Engines are not portable across architectures."""
+    """The GPU the engine is built for and will be served on.
+
+    Engines are not portable across architectures.
+    """
 
     computeCapability: str | None = Field(
         default=None,
@@ -154,16 +186,35 @@ class TargetSpec(ApiModel):
 class BuildSpec(ApiModel):
     """trtllm-build settings (tensorrt backend) and the tuning preset."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!has(self.maxInputLen) || !has(self.maxSeqLen) || self.maxInputLen <= self.maxSeqLen",
+                "spec.build.maxInputLen must be ≤ spec.build.maxSeqLen (the sequence holds the input and the "
+                "output): raise maxSeqLen or lower maxInputLen",
+                field_path=".maxInputLen",
+            )
+        )
+    }
+
     preset: Preset = Field(
         default="throughput",
         description="Tuned flags per GPU architecture and precision: throughput (NVIDIA's tuning guide: "
         "FP8 GEMM/SwiGLU, reduce fusion, user buffers where they apply), latency, or none (TensorRT-LLM "
         "defaults). See docs/presets.md.",
     )
-    maxBatchSize: int | None = Field(default=None, description="--max_batch_size (default 2048).", ge=1, le=65536)
-    maxNumTokens: int | None = Field(default=None, description="--max_num_tokens (default 8192).", ge=1, le=1048576)
-    maxInputLen: int | None = Field(default=None, description="--max_input_len (default 1024).", ge=1, le=1048576)
-    maxSeqLen: int | None = Field(default=None, description="--max_seq_len (default: from the model).", ge=1, le=1048576)
+    maxBatchSize: int | None = Field(
+        default=None, description="--max_batch_size (default 2048).", ge=1, le=65536
+    )
+    maxNumTokens: int | None = Field(
+        default=None, description="--max_num_tokens (default 8192).", ge=1, le=1048576
+    )
+    maxInputLen: int | None = Field(
+        default=None, description="--max_input_len (default 1024).", ge=1, le=1048576
+    )
+    maxSeqLen: int | None = Field(
+        default=None, description="--max_seq_len (default: from the model).", ge=1, le=1048576
+    )
     extraArgs: list[str] = Field(
         default_factory=list,
         description='Extra trtllm-build arguments, e.g. ["--multiple_profiles", "enable"]; they override '
@@ -178,15 +229,35 @@ class BuildSpec(ApiModel):
     )
 
 
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+
+
+def _default_access_modes() -> list[AccessMode]:
+    return ["ReadWriteMany"]
+
+
 class ClaimTemplate(ApiModel):
     """A PersistentVolumeClaim the operator creates for engines."""
 
-    size: Quantity = Field(description="Requested capacity, e.g. 200Gi.")
-    storageClassName: str | None = Field(default=None, description="StorageClass; the cluster default when absent.", max_length=253)
-    accessModes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]] = Field(
-        default_factory=lambda: ["ReadWriteMany"],
-        json_schema_extra={"default": ["ReadWriteMany"]},
+    size: PositiveQuantity = Field(description="Requested capacity, e.g. 200Gi.")
+    storageClassName: str | None = Field(
+        default=None, description="StorageClass; the cluster default when absent.", max_length=253
+    )
+    accessModes: list[AccessMode] = Field(
+        default_factory=_default_access_modes,
+        json_schema_extra={
+            "default": ["ReadWriteMany"],
+            "x-kubernetes-list-type": "set",
+            **validations(
+                cel(
+                    "!self.exists(m, m == 'ReadWriteOncePod') || size(self) == 1",
+                    "spec.storage.claim.accessModes: ReadWriteOncePod cannot be combined with other access "
+                    "modes; list it alone",
+                )
+            ),
+        },
         description="Access modes; ReadWriteMany lets serving pods on several nodes mount the engine.",
+        min_length=1,
         max_length=4,
     )
 
@@ -204,13 +275,27 @@ class StorageSpec(ApiModel):
         )
     }
 
-    existingClaim: str | None = Field(default=None, description="Name of an existing PVC in this namespace.", max_length=253, pattern=DNS_LABEL)
-    claim: ClaimTemplate | None = Field(default=None, description="Create a PVC named <engine>-engines with these settings.")
+    existingClaim: str | None = Field(
+        default=None,
+        description="Name of an existing PVC in this namespace.",
+        max_length=253,
+        pattern=DNS_LABEL,
+    )
+    claim: ClaimTemplate | None = Field(
+        default=None, description="Create a PVC named <engine>-engines with these settings."
+    )
     path: str = Field(
         default="engines",
         description="Directory inside the volume; engines go to <path>/<engine>/<build-config-hash>.",
         max_length=128,
         pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        json_schema_extra=validations(
+            cel(
+                no_dotdot_rule("self"),
+                "spec.storage.path must not contain '..' segments: it must stay inside the volume (a "
+                "cleanup Job deletes <path>/<engine>)",
+            )
+        ),
     )
 
 
@@ -227,8 +312,9 @@ class Baseline(ApiModel):
     }
 
     value: float | None = Field(default=None, description="Baseline score.")
-    engineRef: LocalObjectRef | None = Field(
-        default=None, description="A TRTEngine in this namespace whose measured score on the same task is the baseline."
+    engineRef: EngineRef | None = Field(
+        default=None,
+        description="A TRTEngine in this namespace whose measured score on the same task is the baseline.",
     )
 
 
@@ -243,7 +329,8 @@ class AccuracyTask(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "self.name != 'perplexity' || has(self.dataset)",
-                "validation.accuracy.tasks[].dataset is required for perplexity: pvc://claim/path to text files",
+                "validation.accuracy.tasks[].dataset is required for perplexity: "
+                "pvc://claim/path to text files",
             ),
             cel(
                 "!has(self.maxDropMode) || self.maxDropMode != 'relative' || self.maxDrop <= 1.0",
@@ -256,9 +343,25 @@ class AccuracyTask(ApiModel):
         description="Built-in task (mmlu, gsm8k, gpqa_diamond, cnn_dailymail, humaneval) or perplexity on "
         "your own dataset."
     )
-    dataset: str | None = Field(default=None, description="pvc://claim/path of your own evaluation data.", max_length=512, pattern=PVC_URI_RULE)
-    metric: Metric | None = Field(default=None, description="Metric to gate on; the task's usual metric when absent.")
-    numSamples: int | None = Field(default=None, description="Evaluate on this many samples.", ge=1, le=1000000)
+    dataset: str | None = Field(
+        default=None,
+        description="pvc://claim/path of your own evaluation data.",
+        max_length=512,
+        pattern=PVC_URI_RULE,
+        json_schema_extra=validations(
+            cel(
+                no_dotdot_rule("self"),
+                "validation.accuracy.tasks[].dataset must not contain '..' path segments: name the directory "
+                "inside the claim directly",
+            )
+        ),
+    )
+    metric: Metric | None = Field(
+        default=None, description="Metric to gate on; the task's usual metric when absent."
+    )
+    numSamples: int | None = Field(
+        default=None, description="Evaluate on this many samples.", ge=1, le=1000000
+    )
     baseline: Baseline = Field(description="What the score is compared with.")
     maxDrop: float = Field(description="Largest acceptable loss against the baseline.", ge=0)
     maxDropMode: Literal["absolute", "relative"] = Field(
@@ -275,24 +378,42 @@ class AccuracyValidation(ApiModel):
 class BenchmarkValidation(ApiModel):
     """Benchmark gate run with trtllm-bench at the production input/output mix."""
 
-    inputLength: int = Field(default=128, description="Input sequence length (ISL) in tokens.", ge=1, le=1048576)
-    outputLength: int = Field(default=128, description="Output sequence length (OSL) in tokens.", ge=1, le=1048576)
+    inputLength: int = Field(
+        default=128, description="Input sequence length (ISL) in tokens.", ge=1, le=1048576
+    )
+    outputLength: int = Field(
+        default=128, description="Output sequence length (OSL) in tokens.", ge=1, le=1048576
+    )
     concurrency: int = Field(default=64, description="Concurrent requests.", ge=1, le=65536)
     numRequests: int = Field(default=512, description="Requests to send.", ge=1, le=1000000)
-    minOutputTokensPerSecond: float | None = Field(default=None, description="Floor on output tokens/s.", gt=0)
-    maxTtftP99Ms: float | None = Field(default=None, description="Ceiling on p99 time to first token (ms).", gt=0)
-    maxItlP99Ms: float | None = Field(default=None, description="Ceiling on p99 inter-token latency (ms).", gt=0)
+    minOutputTokensPerSecond: float | None = Field(
+        default=None, description="Floor on output tokens/s.", gt=0
+    )
+    maxTtftP99Ms: float | None = Field(
+        default=None, description="Ceiling on p99 time to first token (ms).", gt=0
+    )
+    maxItlP99Ms: float | None = Field(
+        default=None, description="Ceiling on p99 inter-token latency (ms).", gt=0
+    )
 
 
 class ValidationSpec(ApiModel):
-    """Gates an engine must pass before it is promoted. Absent: promoted after build + verify, marked unvalidated."""
+    """Gates an engine must pass before it is promoted.
+
+    Absent: promoted after build + verify, marked unvalidated.
+    """
 
     accuracy: AccuracyValidation | None = Field(default=None, description="Accuracy evaluation gate.")
     benchmark: BenchmarkValidation | None = Field(default=None, description="Throughput/latency gate.")
 
 
 _CC = "double(self.target.computeCapability)"
-_HAS_CC = "has(self.target) && has(self.target.computeCapability)"
+#: Every rule that converts the compute capability guards with this: a malformed value ("abc") gets the
+#: pattern error only, never a CEL "type conversion error".
+_HAS_CC = (
+    "has(self.target) && has(self.target.computeCapability) && "
+    "self.target.computeCapability.matches(r'^[0-9]{1,2}\\.[0-9]$')"
+)
 
 
 class TRTEngineSpec(ApiModel):
@@ -304,7 +425,8 @@ class TRTEngineSpec(ApiModel):
                 f"!({_HAS_CC}) || !(self.precision in ['fp8', 'w4a8_awq']) || {_CC} >= 8.9",
                 message_expression="'spec.precision ' + self.precision + ' needs compute capability ≥ 8.9 "
                 "(Ada, Hopper, Blackwell) but spec.target.computeCapability is ' + "
-                "self.target.computeCapability + ': use int8_sq or int4_awq for this GPU, or target 8.9 or newer'",
+                "self.target.computeCapability + ': use int8_sq or int4_awq for this GPU, "
+                "or target 8.9 or newer'",
                 field_path=".precision",
             ),
             cel(
@@ -317,20 +439,30 @@ class TRTEngineSpec(ApiModel):
             cel(
                 f"!({_HAS_CC}) || self.precision != 'bf16' && !(self.precision in ['int8_sq', 'int8_wo', "
                 f"'int4_wo', 'int4_awq']) || {_CC} >= 8.0",
-                message_expression="'spec.precision ' + self.precision + ' needs compute capability ≥ 8.0 but "
-                "spec.target.computeCapability is ' + self.target.computeCapability + ': use fp16 on this GPU'",
+                message_expression="'spec.precision ' + self.precision + ' needs compute capability ≥ 8.0 "
+                "but spec.target.computeCapability is ' + self.target.computeCapability + ': use fp16 on "
+                "this GPU'",
                 field_path=".precision",
             ),
             cel(
                 f"!({_HAS_CC}) || {_CC} >= 7.0",
-                "spec.target.computeCapability must be 7.0 or newer (Volta+); TensorRT-LLM does not run on older GPUs",
+                "spec.target.computeCapability must be 7.0 or newer (Volta+); "
+                "TensorRT-LLM does not run on older GPUs",
                 field_path=".target.computeCapability",
             ),
             cel(
                 f"!({_HAS_CC}) || self.kvCacheDtype != 'fp8' || {_CC} >= 8.9",
                 message_expression="'spec.kvCacheDtype fp8 needs compute capability ≥ 8.9 but "
+                "spec.target.computeCapability is ' + self.target.computeCapability + "
+                "': use kvCacheDtype ' + "
+                f"({_CC} >= 8.0 ? 'int8 or auto' : 'auto or fp16') + ' for this GPU'",
+                field_path=".kvCacheDtype",
+            ),
+            cel(
+                f"!({_HAS_CC}) || self.kvCacheDtype != 'int8' || {_CC} >= 8.0",
+                message_expression="'spec.kvCacheDtype int8 needs compute capability ≥ 8.0 but "
                 "spec.target.computeCapability is ' + self.target.computeCapability + ': use kvCacheDtype "
-                "int8 or auto for this GPU'",
+                "auto or fp16 for this GPU'",
                 field_path=".kvCacheDtype",
             ),
             cel(
@@ -352,13 +484,6 @@ class TRTEngineSpec(ApiModel):
                 "spec.build.extraArgs are trtllm-build flags and apply to backend tensorrt only; remove them "
                 "for backend pytorch",
                 field_path=".build.extraArgs",
-            ),
-            cel(
-                "self.precision in ['fp16', 'bf16'] || !has(self.calibration) || "
-                "!self.calibration.dataset.startsWith('pvc://') || "
-                f"self.calibration.dataset.matches(r'{PVC_URI_RULE}')",
-                "spec.calibration.dataset must be a dataset name or pvc://claim/path",
-                field_path=".calibration.dataset",
             ),
         )
     }
@@ -387,29 +512,55 @@ class TRTEngineSpec(ApiModel):
         description="KV-cache dtype: auto (the model dtype), fp16, fp8 (≥ 8.9; frees memory for larger "
         "batches) or int8.",
     )
-    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec, json_schema_extra={"default": defaults_of(CalibrationSpec)}, description="Calibration data for quantized precisions."
+    calibration: CalibrationSpec = Field(
+        default_factory=CalibrationSpec,
+        json_schema_extra={"default": defaults_of(CalibrationSpec)},
+        description="Calibration data. Used only for quantized precisions (fp8, int8_sq, int4_awq, w4a8_awq, "
+        "nvfp4, int8_wo, int4_wo) or a quantized KV cache (kvCacheDtype fp8 or int8); fp16 and bf16 engines "
+        "with kvCacheDtype auto or fp16 ignore it (the default is still filled in).",
     )
-    parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec, json_schema_extra={"default": defaults_of(ParallelismSpec)}, description="Tensor and pipeline parallelism.")
-    target: TargetSpec | None = Field(default=None, description="The GPU architecture (and optionally product) to build for.")
-    build: BuildSpec = Field(default_factory=BuildSpec, json_schema_extra={"default": defaults_of(BuildSpec)}, description="Build settings and tuning preset.")
+    parallelism: ParallelismSpec = Field(
+        default_factory=ParallelismSpec,
+        json_schema_extra={"default": defaults_of(ParallelismSpec)},
+        description="Tensor and pipeline parallelism.",
+    )
+    target: TargetSpec | None = Field(
+        default=None, description="The GPU architecture (and optionally product) to build for."
+    )
+    build: BuildSpec = Field(
+        default_factory=BuildSpec,
+        json_schema_extra={"default": defaults_of(BuildSpec)},
+        description="Build settings and tuning preset.",
+    )
     storage: StorageSpec = Field(description="Where the engine files are written.")
-    validation: ValidationSpec | None = Field(default=None, description="Accuracy and benchmark gates before promotion.")
+    validation: ValidationSpec | None = Field(
+        default=None, description="Accuracy and benchmark gates before promotion."
+    )
     deletionPolicy: Literal["Retain", "Delete"] = Field(
-        default="Retain", description="Retain keeps engine files when the TRTEngine is deleted; Delete removes them."
+        default="Retain",
+        description="Retain keeps engine files when the TRTEngine is deleted; Delete removes them.",
     )
     resources: ResourceRequirements | None = Field(default=None, description="CPU/memory for the build pod.")
     nodeSelector: dict[str, str] | None = Field(
-        default=None, description="Extra node labels the build pod requires.", max_length=32,
-        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
+        default=None,
+        description="Extra node labels the build pod requires.",
+        max_length=32,
+        json_schema_extra=node_selector_schema(),
     )
     tolerations: list[Toleration] | None = Field(
-        default=None, description="Extra tolerations (the nvidia.com/gpu taint is always tolerated).", max_length=32
+        default=None,
+        description="Extra tolerations (the nvidia.com/gpu taint is always tolerated).",
+        max_length=32,
     )
-    priorityClassName: str | None = Field(default=None, description="PriorityClass of the build pod.", max_length=253)
+    priorityClassName: str | None = Field(
+        default=None, description="PriorityClass of the build pod.", max_length=253
+    )
     activeDeadlineSeconds: int = Field(
         default=14400, description="Wall-clock limit of a build (all attempts), in seconds.", ge=60, le=604800
     )
-    backoffLimit: int = Field(default=2, description="Retries of a transiently failed build pod.", ge=0, le=10)
+    backoffLimit: int = Field(
+        default=2, description="Retries of a transiently failed build pod.", ge=0, le=10
+    )
 
 
 class GpuStatus(ApiModel):
@@ -418,7 +569,7 @@ class GpuStatus(ApiModel):
     computeCapability: str = Field(description="Chosen compute capability.", max_length=5)
     architecture: str = Field(default="", description="Architecture name, e.g. Hopper.", max_length=32)
     gpuProduct: str | None = Field(default=None, description="Chosen product, when pinned.", max_length=63)
-    gpus: int = Field(default=1, description="GPUs per build pod (tensor × pipeline).")
+    gpus: int = Field(default=1, description="GPUs per build pod (tensor × pipeline).")  # noqa: RUF001
     candidateNodes: int = Field(default=0, description="Nodes that can run the build now.")
     reason: str = Field(default="", description="How the target was chosen.", max_length=512)
 
@@ -428,15 +579,23 @@ class EngineStatus(ApiModel):
 
     revision: int = Field(description="Spec revision it was built from.")
     uri: str = Field(description="pvc://claim/path of the engine directory.", max_length=1024)
-    sha256: str = Field(default="", description="sha256 of engine-manifest.json (which lists every file's sha256).", max_length=64)
+    sha256: str = Field(
+        default="",
+        description="sha256 of engine-manifest.json (which lists every file's sha256).",
+        max_length=64,
+    )
     sizeBytes: int = Field(default=0, description="Total size of the engine files.")
     trtllmVersion: str = Field(default="", description="TensorRT-LLM version that built it.", max_length=64)
     image: str = Field(default="", description="Image that built it (and must serve it).", max_length=512)
     buildConfigHash: str = Field(default="", description="Hash of the build-relevant spec.", max_length=64)
-    manifest: str = Field(default="", description="Path of engine-manifest.json inside the volume.", max_length=1024)
+    manifest: str = Field(
+        default="", description="Path of engine-manifest.json inside the volume.", max_length=1024
+    )
     precision: str = Field(default="", description="Precision built.", max_length=16)
     kvCacheDtype: str = Field(default="", description="KV-cache dtype built.", max_length=16)
-    computeCapability: str = Field(default="", description="Compute capability of the GPU it was built on.", max_length=5)
+    computeCapability: str = Field(
+        default="", description="Compute capability of the GPU it was built on.", max_length=5
+    )
     gpuProduct: str = Field(default="", description="GPU it was built on.", max_length=128)
     validated: bool = Field(default=False, description="Whether configured gates ran and passed.")
     builtAt: str | None = Field(default=None, description="When the build finished.", max_length=32)
@@ -494,22 +653,33 @@ class TRTEngineStatus(ApiModel):
     """Observed state of a TRTEngine; written only by the operator."""
 
     observedGeneration: int | None = Field(default=None, description="metadata.generation last reconciled.")
-    phase: Phase = Field(default="Pending", description="Pending, Queued, Building, Validating, Ready or Failed.")
+    phase: Phase = Field(
+        default="Pending", description="Pending, Queued, Building, Validating, Ready or Failed."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Reconciling, Stalled, GPUCompatible, Scheduled, Built, Validated and warnings.",
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    revision: int = Field(default=0, description="Current spec revision (increments when the build-relevant spec changes).")
-    buildConfigHash: str = Field(default="", description="Hash of the current build-relevant spec.", max_length=64)
+    revision: int = Field(
+        default=0, description="Current spec revision (increments when the build-relevant spec changes)."
+    )
+    buildConfigHash: str = Field(
+        default="", description="Hash of the current build-relevant spec.", max_length=64
+    )
     gpu: GpuStatus | None = Field(default=None, description="GPU target chosen for the current revision.")
-    engine: EngineStatus | None = Field(default=None, description="The promoted engine (what InferenceServices serve).")
+    engine: EngineStatus | None = Field(
+        default=None, description="The promoted engine (what InferenceServices serve)."
+    )
     candidate: EngineStatus | None = Field(
-        default=None, description="The current revision's engine while it is not yet promoted (gates pending or failed)."
+        default=None,
+        description="The current revision's engine while it is not yet promoted (gates pending or failed).",
     )
     benchmark: BenchmarkStatus | None = Field(default=None, description="Benchmark of the current revision.")
-    accuracy: list[AccuracyStatus] | None = Field(default=None, description="Accuracy results of the current revision.", max_length=8)
+    accuracy: list[AccuracyStatus] | None = Field(
+        default=None, description="Accuracy results of the current revision.", max_length=8
+    )
     build: BuildStatus | None = Field(default=None, description="Build Job of the current revision.")
 
 
@@ -523,6 +693,7 @@ class TRTEngine(ApiModel):
                 f"self.metadata.name.matches('{DNS_LABEL}')",
                 f"metadata.name must be a DNS label of at most {ENGINE_NAME_MAX} characters (lowercase "
                 "letters, digits, '-'), so the build Job name <name>-build-<hash> stays within 63",
+                field_path=".metadata.name",
             )
         )
     }

@@ -68,3 +68,7 @@ ENGINE_NOT_VALIDATED: Final = "EngineNotValidated"
 DEPLOYMENT_AVAILABLE: Final = "DeploymentAvailable"
 DEPLOYMENT_PROGRESSING: Final = "DeploymentProgressing"
 ROLLOUT_STALLED: Final = "RolloutStalled"
+# Builder (termination-message reasons that only the build pod reports).
+BUILDER_CRASHED: Final = "BuilderCrashed"
+BUILD_INTERRUPTED: Final = "BuildInterrupted"
+ENGINE_DIRECTORY_CONFLICT: Final = "EngineDirectoryConflict"

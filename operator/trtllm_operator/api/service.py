@@ -4,6 +4,9 @@ Serving pods mount the promoted engine and are pinned to the GPU architecture it
 engine built on 9.0 must never land on an 8.9 node.
 """
 
+# Field names are the API's camelCase (what users write in YAML), not Python's snake_case.
+# ruff: noqa: N815
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -11,12 +14,13 @@ from pydantic import Field
 from trtllm_operator.api.common import (
     DNS_LABEL,
     ApiModel,
-    LocalObjectRef,
+    EngineRef,
     IntOrPercent,
     ResourceRequirements,
     Toleration,
     cel,
     defaults_of,
+    node_selector_schema,
     validations,
 )
 from trtllm_operator.api.conditions import Condition
@@ -35,17 +39,39 @@ class AutoscalingSpec(ApiModel):
         )
     }
 
-    minReplicas: int = Field(default=1, description="Lower bound.", ge=0, le=1000)
+    minReplicas: int = Field(
+        default=1,
+        description="Lower bound, at least 1 (a HorizontalPodAutoscaler on CPU cannot scale to zero).",
+        ge=1,
+        le=1000,
+    )
     maxReplicas: int = Field(description="Upper bound.", ge=1, le=1000)
     targetCPUUtilizationPercentage: int | None = Field(
-        default=None, description="Scale on average CPU utilization of the serving pods.", ge=1, le=100
+        default=None,
+        description="Target average CPU utilization of the serving pods (80 when absent); needs "
+        "spec.resources.requests.cpu.",
+        ge=1,
+        le=100,
     )
 
 
 class RolloutSpec(ApiModel):
     """How serving pods are replaced when the engine revision changes."""
 
-    maxSurge: IntOrPercent = Field(default="25%", description="Extra pods during a rollout (count or percent).")
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!(has(self.maxSurge) && string(self.maxSurge).matches('^0+%?$') && "
+                "has(self.maxUnavailable) && string(self.maxUnavailable).matches('^0+%?$'))",
+                "spec.rollout: maxSurge and maxUnavailable may not both be 0 (the rollout could never "
+                "replace a pod); set maxSurge to 1 to keep full capacity",
+            )
+        )
+    }
+
+    maxSurge: IntOrPercent = Field(
+        default="25%", description="Extra pods during a rollout (count or percent)."
+    )
     maxUnavailable: IntOrPercent = Field(
         default=0, description="Pods that may be unavailable during a rollout; 0 keeps full capacity."
     )
@@ -69,18 +95,27 @@ class InferenceServiceSpec(ApiModel):
         "json_schema_extra": validations(
             cel(
                 "has(self.engineRef) != has(self.engineRefs)",
-                "spec: set exactly one of engineRef (one engine) or engineRefs (one engine per GPU architecture)",
+                "spec: set exactly one of engineRef (one engine) or engineRefs "
+                "(one engine per GPU architecture)",
             ),
             cel(
-                "!has(self.engineRefs) || self.engineRefs.all(a, self.engineRefs.exists_one(b, b.name == a.name))",
+                "!has(self.engineRefs) || "
+                "self.engineRefs.all(a, self.engineRefs.exists_one(b, b.name == a.name))",
                 "spec.engineRefs: each engine may be listed once",
                 field_path=".engineRefs",
+            ),
+            cel(
+                "!has(self.autoscaling) || has(self.resources) && has(self.resources.requests) && "
+                "'cpu' in self.resources.requests",
+                "spec.autoscaling scales on CPU utilization, which needs a CPU request: set "
+                "spec.resources.requests.cpu",
+                field_path=".resources",
             ),
         )
     }
 
-    engineRef: LocalObjectRef | None = Field(default=None, description="The TRTEngine to serve.")
-    engineRefs: list[LocalObjectRef] | None = Field(
+    engineRef: EngineRef | None = Field(default=None, description="The TRTEngine to serve.")
+    engineRefs: list[EngineRef] | None = Field(
         default=None,
         description="Several TRTEngines of the same model, one per GPU architecture, behind one Service; "
         "each gets its own Deployment pinned to its architecture.",
@@ -90,13 +125,21 @@ class InferenceServiceSpec(ApiModel):
     replicas: int = Field(default=1, description="Serving pods (per engine).", ge=0, le=1000)
     image: str | None = Field(
         default=None,
-        description="Serving image; defaults to the engine's build image (runtime and builder versions must match).",
+        description="Serving image; defaults to the engine's build image "
+        "(runtime and builder versions must match).",
         max_length=512,
         pattern=r"^[^\s]+$",
     )
-    port: int = Field(default=8000, description="Container and Service port of the OpenAI-compatible API.", ge=1024, le=65535)
+    port: int = Field(
+        default=8000,
+        description="Container and Service port of the OpenAI-compatible API.",
+        ge=1024,
+        le=65535,
+    )
     servedModelName: str | None = Field(
-        default=None, description="Model name clients send; defaults to the InferenceService name.", max_length=253
+        default=None,
+        description="Model name clients send; defaults to the InferenceService name.",
+        max_length=253,
     )
     allowUnvalidatedEngines: bool = Field(
         default=False,
@@ -104,14 +147,28 @@ class InferenceServiceSpec(ApiModel):
         "the UnvalidatedEngine warning condition says so.",
     )
     resources: ResourceRequirements | None = Field(default=None, description="CPU/memory for serving pods.")
-    autoscaling: AutoscalingSpec | None = Field(default=None, description="Autoscaling; replaces spec.replicas.")
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec, json_schema_extra={"default": defaults_of(RolloutSpec)}, description="Rolling-update settings.")
-    nodeSelector: dict[str, str] | None = Field(
-        default=None, description="Extra node labels for serving pods.", max_length=32,
-        json_schema_extra={"additionalProperties": {"type": "string", "maxLength": 63}},
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Autoscaling; replaces spec.replicas."
     )
-    tolerations: list[Toleration] | None = Field(default=None, description="Extra tolerations.", max_length=32)
-    serve: ServeSpec = Field(default_factory=ServeSpec, json_schema_extra={"default": defaults_of(ServeSpec)}, description="trtllm-serve settings.")
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        json_schema_extra={"default": defaults_of(RolloutSpec)},
+        description="Rolling-update settings.",
+    )
+    nodeSelector: dict[str, str] | None = Field(
+        default=None,
+        description="Extra node labels for serving pods.",
+        max_length=32,
+        json_schema_extra=node_selector_schema(),
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, description="Extra tolerations.", max_length=32
+    )
+    serve: ServeSpec = Field(
+        default_factory=ServeSpec,
+        json_schema_extra={"default": defaults_of(ServeSpec)},
+        description="trtllm-serve settings.",
+    )
 
 
 class InferenceServiceStatus(ApiModel):
@@ -124,12 +181,16 @@ class InferenceServiceStatus(ApiModel):
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
-    url: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.", max_length=512)
+    url: str | None = Field(
+        default=None, description="In-cluster URL of the OpenAI-compatible API.", max_length=512
+    )
     replicas: int = Field(default=0, description="Serving pods that exist.")
     readyReplicas: int = Field(default=0, description="Serving pods that are ready.")
     engineRevision: int | None = Field(default=None, description="Engine revision being served.")
     engineUri: str | None = Field(default=None, description="Engine being served.", max_length=1024)
-    selector: str | None = Field(default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024)
+    selector: str | None = Field(
+        default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024
+    )
 
 
 class InferenceService(ApiModel):
@@ -142,6 +203,7 @@ class InferenceService(ApiModel):
                 f"self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
                 f"metadata.name must start with a letter and be a DNS label of at most {SERVICE_NAME_MAX} "
                 "characters: it names the Service and Deployment",
+                field_path=".metadata.name",
             )
         )
     }

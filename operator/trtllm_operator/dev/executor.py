@@ -48,6 +48,7 @@ MESSAGE_ANNOTATION = "sim.trtllm.dev/termination-message"
 ACTUAL_GPUS_ANNOTATION = "sim.trtllm.dev/actual-gpus"
 SIM_CONFIGMAP = "trtllm-sim"
 EXAMPLES = "/app/tensorrt_llm/examples"
+BENCHMARKS = "/app/tensorrt_llm/benchmarks"
 FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "gpt")
 
 
@@ -59,7 +60,7 @@ class Executor:
         self.state_dir = state_dir
         self.volumes = state_dir / "volumes"
         self.pod_logs = state_dir / "logs" / "pods"
-        self.examples = state_dir / "standin-examples"
+        self.tree = state_dir / "standin-tensorrt_llm"  # stands in for the image's /app/tensorrt_llm
         self.running: dict[str, threading.Thread] = {}
         self.lock = threading.Lock()
 
@@ -81,12 +82,13 @@ class Executor:
                 raise
 
     def _examples_tree(self) -> None:
-        """/app/tensorrt_llm/examples as the stand-ins: quantization/quantize.py, models/core/*/convert_checkpoint.py."""
-        links = {"quantization/quantize.py": "quantize.py", "../benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py",
+        """/app/tensorrt_llm as the stand-ins: examples/quantization/quantize.py, examples/models/core/*/convert_checkpoint.py,
+        benchmarks/cpp/prepare_dataset.py."""
+        links = {"examples/quantization/quantize.py": "quantize.py",
                  "benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py"}
-        links.update({f"models/core/{family}/convert_checkpoint.py": "convert_checkpoint.py" for family in FAMILIES})
+        links.update({f"examples/models/core/{family}/convert_checkpoint.py": "convert_checkpoint.py" for family in FAMILIES})
         for relative, target in links.items():
-            path = (self.examples / relative).resolve() if relative.startswith("..") else self.examples / relative
+            path = self.tree / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
                 path.symlink_to(STANDIN_BIN / target)
@@ -179,7 +181,6 @@ class Executor:
             "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO / "operator")]),
             "PYTHONUNBUFFERED": "1",
-            "HF_HUB_OFFLINE": "1",
             "TRTLLM_SIM_GPUS": json.dumps(self._gpus(pod)),
         })
         for item in self._container(pod).env or []:
@@ -201,7 +202,7 @@ class Executor:
     def _remaps(self, pod: Any) -> tuple[list[str], Path]:
         """--remap arguments for every PVC mount, and the plan file taken from the ConfigMap mount."""
         volumes = {v.name: v for v in pod.spec.volumes or []}
-        remaps = [f"{EXAMPLES}={self.examples}"]
+        remaps = [f"{EXAMPLES}={self.tree / 'examples'}", f"{BENCHMARKS}={self.tree / 'benchmarks'}"]
         plan_file: Path | None = None
         for mount in self._container(pod).volume_mounts or []:
             volume = volumes.get(mount.name)

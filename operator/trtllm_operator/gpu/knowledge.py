@@ -104,7 +104,9 @@ _ALTERNATIVES: Final[dict[str, str]] = {
 }
 
 #: The TensorRT engine builder rejects integer formats on SM >= 10.0 (trtllm.md, "SM >= 100").
-ENGINE_INT_FORMATS: Final[frozenset[str]] = frozenset({"int8_sq", "int8_wo", "int4_wo", "int4_awq", "w4a8_awq"})
+ENGINE_INT_FORMATS: Final[frozenset[str]] = frozenset(
+    {"int8_sq", "int8_wo", "int4_wo", "int4_awq", "w4a8_awq"}
+)
 ENGINE_INT_MAX_CC: Final = CC100
 
 #: NVML product names (as GFD writes them: spaces -> "-") and their compute capability.
@@ -196,7 +198,8 @@ def compatibility_problems(
                 "spec.kvCacheDtype",
                 reasons.PRECISION_UNSUPPORTED,
                 f"KV-cache dtype {kv_cache_dtype} needs compute capability ≥ {kv_need} "
-                f"({_archs_from(kv_need)}); {_gpu_phrase(cc, gpu)} — use kvCacheDtype int8 or auto on this GPU",
+                f"({_archs_from(kv_need)}); {_gpu_phrase(cc, gpu)} — use kvCacheDtype "
+                f"{'int8 or auto' if cc >= KV_MIN_CC['int8'] else 'auto or fp16'} on this GPU",
             )
         )
     if backend == "tensorrt" and cc >= ENGINE_INT_MAX_CC:
@@ -206,7 +209,7 @@ def compatibility_problems(
                     "spec.precision",
                     reasons.PRECISION_UNSUPPORTED,
                     f"the tensorrt backend rejects INT8/INT4 formats such as {precision} on SM ≥ 10.0 "
-                    f"(\"INT8/INT4 quantization is not supported on SM>=100.\"); {_gpu_phrase(cc, gpu)} — "
+                    f'("INT8/INT4 quantization is not supported on SM>=100."); {_gpu_phrase(cc, gpu)} — '
                     "use fp8 or nvfp4 on Blackwell, or backend pytorch",
                 )
             )
@@ -215,7 +218,8 @@ def compatibility_problems(
                 Problem(
                     "spec.kvCacheDtype",
                     reasons.PRECISION_UNSUPPORTED,
-                    f"the tensorrt backend rejects INT8 quantization (including an INT8 KV cache) on SM ≥ 10.0; "
+                    f"the tensorrt backend rejects INT8 quantization (including an INT8 KV cache) "
+                    f"on SM ≥ 10.0; "
                     f"{_gpu_phrase(cc, gpu)} — use kvCacheDtype fp8 on Blackwell",
                 )
             )

@@ -6,11 +6,15 @@ Route on ``nvidia.com/gpu.compute.major/minor`` — never on ``gpu.family`` (old
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from trtllm_operator.gpu.knowledge import ComputeCapability
+
+#: Only ASCII digits: str.isdigit() also accepts "²", which int() then refuses.
+_ASCII_DIGITS: Final = re.compile(r"[0-9]+")
 
 
 class GFD:
@@ -71,7 +75,9 @@ def facts_from_node(node: Mapping[str, Any]) -> GpuNodeFacts | None:
     meta = node.get("metadata") or {}
     labels: Mapping[str, str] = meta.get("labels") or {}
     major, minor = labels.get(GFD.COMPUTE_MAJOR), labels.get(GFD.COMPUTE_MINOR)
-    if major is None or minor is None or not str(major).isdigit() or not str(minor).isdigit():
+    if major is None or minor is None:
+        return None
+    if not _ASCII_DIGITS.fullmatch(str(major)) or not _ASCII_DIGITS.fullmatch(str(minor)):
         return None
     spec = node.get("spec") or {}
     status = node.get("status") or {}

@@ -30,10 +30,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     spec = spec if isinstance(spec, dict) else {}
     engines = {ref: rt.kube.get_custom(c.ENGINE_PLURAL, namespace, ref) for ref in _refs(spec)}
     selector = f"{c.LABEL_SERVICE}={name},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-    deployments = {
-        d["metadata"]["name"]: d
-        for d in (rt.kube._dict(x) for x in rt.kube.apps.list_namespaced_deployment(namespace, label_selector=selector).items)
-    }
+    deployments = {d["metadata"]["name"]: d for d in rt.kube.list_deployments(namespace, selector)}
     meta = obj["metadata"]
     obs = ServiceObservation(namespace, name, meta.get("uid", ""), int(meta.get("generation") or 0), spec,
                              obj.get("status") or {}, engines, deployments)

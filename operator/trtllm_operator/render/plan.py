@@ -236,10 +236,11 @@ def _tensorrt_checkpoint_step(
 def _pytorch_checkpoint_step(
     spec: TRTEngineSpec, model: PlanModelSource, calib: PlanCalibration | None, paths: PlanPaths
 ) -> PlanStep:
-    """ModelOpt PTQ straight into the staging directory; unquantized models are copied as they are."""
+    """ModelOpt PTQ into the checkpoint directory (reused by a retry once verified); an in-process ``export``
+    step then links it into staging. Unquantized models are copied as they are."""
     if calib is None:
         return PlanStep(name="export", argv=["cp", "-a", f"{model.local_dir}/.", paths.staging])
-    argv = ["trtllm-operator-ptq", "--model_dir", model.local_dir, "--output_dir", paths.staging]
+    argv = ["trtllm-operator-ptq", "--model_dir", model.local_dir, "--output_dir", paths.checkpoint]
     argv += [
         "--qformat",
         QFORMAT[spec.precision],
@@ -264,7 +265,10 @@ def _bench_steps(
     prepare = ["python3", script, "--stdout", "--tokenizer", model.local_dir, "token-norm-dist"]
     prepare += ["--input-mean", str(bench.inputLength), "--output-mean", str(bench.outputLength)]
     prepare += ["--input-stdev", "0", "--output-stdev", "0", "--num-requests", str(bench.numRequests)]
-    name = model.source.removeprefix("hf://") if model.source.startswith("hf://") else model.local_dir
+    # trtllm-bench wants a model *name* (it refuses a path); the local files go in --model_path.
+    name = model.source.removeprefix("hf://") if model.source.startswith("hf://") else posixpath.basename(
+        model.local_dir.rstrip("/")
+    )
     run = ["trtllm-bench", "--model", name]
     if spec.backend == "tensorrt":
         run += [
@@ -300,6 +304,8 @@ def _accuracy_step(
     if task.name == "perplexity":
         argv = ["trtllm-operator-eval", "--model", paths.staging, "--backend", spec.backend]
         argv += ["--task", "perplexity", "--dataset", local or ""]
+        if spec.backend == "tensorrt":  # an engine directory has no tokenizer
+            argv += ["--tokenizer", model.local_dir]
         return PlanStep(name="accuracy", argv=argv)
     argv = [
         "trtllm-eval",
@@ -349,7 +355,8 @@ def render_plan(
         ]
         steps += [checkpoint_step, PlanStep(name="build", argv=[*build, *flags_argv(flags)])]
     else:
-        steps.append(_pytorch_checkpoint_step(spec, model, calib, paths))
+        step = _pytorch_checkpoint_step(spec, model, calib, paths)
+        steps += [step] if step.name == "export" else [step, PlanStep(name="export")]
     steps.append(PlanStep(name="verify"))
     bench_steps, bench_notes = _bench_steps(spec, model, paths, build_hash, cfg)
     steps += bench_steps

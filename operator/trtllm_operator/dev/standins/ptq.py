@@ -2,16 +2,20 @@
 
 The real CLIs (``trtllm_operator.builder.ptq`` / ``.evaluate``) run in the TensorRT-LLM image on a
 GPU. On the simulated cluster these stand-ins take their place: the *same* argument parsers (so a
-flag the real tool would reject fails here too), the same calibration text loading, seeded
-sampling and hashing, the simulated GPU's hardware rules (FP8 needs SM 8.9, NVFP4 SM 10.0...), and
-the documented output layout of ModelOpt's unified Hugging Face export:
+flag the real tool would reject fails here too), the same recipe checks, calibration text loading,
+seeded sampling and hashing, and the output layout of ModelOpt's unified Hugging Face export as
+seen with ModelOpt 0.47 (torch 2.11, transformers 5.17) on an H200:
 
 * ``config.json`` — the model's config, ``torch_dtype`` set, and for quantized formats
-  ``quantization_config = {quant_method: "modelopt", quant_algo, kv_cache_quant_algo, exclude_modules}``;
+  ``quantization_config = {quant_method: "modelopt", quant_algo, ..., ignore}``;
 * ``hf_quant_config.json`` — ``{producer: {name: modelopt, version}, quantization: {quant_algo,
-  kv_cache_quant_algo, exclude_modules: ["lm_head"], ...}}`` (absent when nothing is quantized);
+  kv_cache_quant_algo, exclude_modules: ["lm_head", "model.embed_tokens"], ...}}`` (absent when
+  nothing is quantized); INT4 weight-only is exported as ``W4A16_AWQ``;
 * ``model.safetensors`` — a small, genuine, deterministic safetensors file;
 * the tokenizer files of the source model, and ``calibration.json`` when calibration ran.
+
+Like the real tool (ModelOpt calibrates with fake quantization), it applies no compute-capability
+rule: refusing FP8 on Ampere or NVFP4 before Blackwell is the builder's preflight's job.
 
 The evaluator stand-in prints the real one's JSON line with a deterministic perplexity that grows
 with the quantization's aggressiveness; ``TRTLLM_SIM_EVAL='{"perplexity": 7.5}'`` overrides it.
@@ -45,13 +49,17 @@ from trtllm_operator.dev.standins._common import (
     say,
     step,
 )
-from trtllm_operator.dev.standins._rules import check_precision, load_runnable_engine
+from trtllm_operator.dev.standins._rules import load_runnable_engine
 from trtllm_operator.dev.standins.quantize import KV_CACHE_ALGOS, QUANT_ALGOS
 
 PTQ_TOOL: Final = "trtllm-operator-ptq"
 EVAL_TOOL: Final = "trtllm-operator-eval"
 ENV_EVAL: Final = "TRTLLM_SIM_EVAL"
-MODELOPT_VERSION: Final = "0.37.0"
+MODELOPT_VERSION: Final = "0.47.0"
+#: quant_algo per qformat in ModelOpt's export: quantize.py's names, INT4 weight-only AWQ-shaped.
+MODELOPT_QUANT_ALGOS: Final[dict[str, str | None]] = {**QUANT_ALGOS, "int4_wo": "W4A16_AWQ"}
+AWQ_SHAPED: Final = frozenset({"int4_awq", "w4a8_awq", "int4_wo"})
+EXCLUDED_MODULES: Final = ["lm_head", "model.embed_tokens"]
 TOKENIZER_FILES: Final = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -79,11 +87,11 @@ KV_PPL_FACTORS: Final[dict[str | None, float]] = {None: 1.0, "FP8": 1.005, "INT8
 def quantization_block(args: argparse.Namespace) -> dict[str, Any]:
     kv = KV_CACHE_ALGOS.get(args.kv_cache_dtype)
     block: dict[str, Any] = {
-        "quant_algo": QUANT_ALGOS[args.qformat],
+        "quant_algo": MODELOPT_QUANT_ALGOS[args.qformat],
         "kv_cache_quant_algo": kv,
-        "exclude_modules": ["lm_head"],
+        "exclude_modules": list(EXCLUDED_MODULES),
     }
-    if args.qformat in ptq.AWQ_FORMATS:
+    if args.qformat in AWQ_SHAPED:
         block |= {"group_size": 128, "has_zero_point": False, "pre_quant_scale": True}
     elif args.qformat == "nvfp4":
         block["group_size"] = 16
@@ -131,14 +139,16 @@ def export_checkpoint(hf: HFModel, out: Path, dtype: str, quant: dict[str, Any] 
 
 
 def run_ptq(args: argparse.Namespace) -> None:
+    try:
+        recipe = ptq.recipe_for(args.qformat, args.kv_cache_dtype)
+    except ValueError as exc:
+        raise ToolError(str(exc), "ValueError") from exc
     gpu = require_gpus()[0]
     hf = load_hf_model(args.model_dir)
     dtype = ptq.torch_dtype_name(hf.config)
     quant = quantization_block(args)
     step(f"Loading {hf.architecture} from {hf.path} as torch.{dtype} on {gpu.name} (SM {gpu.sm})")
-    check_precision(gpu.sm, quant["quant_algo"], quant["kv_cache_quant_algo"], dtype)
     record = simulate_calibration(args)
-    recipe = ptq.recipe_for(args.qformat, args.kv_cache_dtype)
     step(f"mtq.quantize with {recipe.weights or 'no weight quantization'} (KV cache {args.kv_cache_dtype})")
     out = Path(args.output_dir)
     export_checkpoint(hf, out, dtype, quant if recipe.quantizes else None)

@@ -1,0 +1,121 @@
+{{/* Names and labels. */}}
+{{- define "trtllm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trtllm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trtllm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trtllm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trtllm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trtllm-operator.labels" -}}
+helm.sh/chart: {{ include "trtllm-operator.chart" . }}
+{{ include "trtllm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "trtllm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trtllm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "trtllm-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+RBAC: exactly what the operator's code calls (k8s.py, handlers/) and what kopf needs, nothing more.
+No wildcards, no secrets (the operator never reads one: build pods get tokens through secretKeyRef,
+which the kubelet resolves), no pods/create (Jobs and Deployments make pods), no get on the
+children it only creates (creation is idempotent: 409 AlreadyExists means "adopt").
+*/}}
+
+{{/* Cluster-scoped: always a ClusterRole, also when watchNamespaces is set. */}}
+{{- define "trtllm-operator.clusterRules" -}}
+# GPU capacity: the node index is fed by a cluster-wide watch (handlers/watch.py node_event).
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["list", "watch"]
+# kopf: notices the CRDs being (re)installed.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+# kopf: with --namespace it lists and watches namespaces to know which exist.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+
+{{/* Namespaced: in the ClusterRole when watching all namespaces, else a Role per watched namespace. */}}
+{{- define "trtllm-operator.namespacedRules" -}}
+# Watched and read; patch only for the trtllm.dev/engine-files finalizer (deletionPolicy: Delete).
+- apiGroups: ["trtllm.dev"]
+  resources: ["trtengines"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["trtllm.dev"]
+  resources: ["inferenceservices"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["trtllm.dev"]
+  resources: ["trtengines/status", "inferenceservices/status"]
+  verbs: ["patch"]
+# Children carry ownerReferences with blockOwnerDeletion: true; API servers with the
+# OwnerReferencesPermissionEnforcement admission plugin (OpenShift) require this.
+- apiGroups: ["trtllm.dev"]
+  resources: ["trtengines/finalizers", "inferenceservices/finalizers"]
+  verbs: ["update"]
+# Build and cleanup Jobs: watched (build slots), listed by label, deleted when superseded.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Build pods are read for scheduling and exit status, never created directly.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+# A build's plan, and the engine volume when storage.claim is set.
+- apiGroups: [""]
+  resources: ["configmaps", "persistentvolumeclaims"]
+  verbs: ["create"]
+# Serving: created, then converged with server-side apply (patch).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create", "patch"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* settings.nodeSelector as TRTLLM_NODE_SELECTOR: "k1=v1,k2=v2" (keys sorted). */}}
+{{- define "trtllm-operator.nodeSelectorSetting" -}}
+{{- $pairs := list }}
+{{- range $key, $value := .Values.settings.nodeSelector }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (toString $value)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
