@@ -16,15 +16,22 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     cluster = sub.add_parser("cluster", help="start/stop the local control plane with a simulated GPU fleet")
     cluster.add_argument("action", choices=["up", "down", "status"])
-    cluster.add_argument("--fleet", default="default", help="builtin fleet name (default, a100-only) or a fleet YAML")
+    cluster.add_argument(
+        "--fleet", default="default", help="builtin fleet name (default, a100-only) or a fleet YAML"
+    )
+    sub.add_parser("demo", help="the whole pass end to end on the local cluster (make demo)")
     fleet = sub.add_parser("fleet", help="print a fleet's Node objects as YAML")
     fleet.add_argument("--fleet", default="default")
     fleet.add_argument("--generate", type=int, metavar="N", help="generate a mixed fleet of N nodes instead")
     args = parser.parse_args(argv)
 
+    if args.command == "demo":
+        from trtllm_operator.dev.demo import main as demo
+
+        return demo()
     if args.command == "fleet":
         chosen = generate_fleet(args.generate) if args.generate else resolve_fleet(args.fleet)
-        yaml.safe_dump_all(fleet_nodes(chosen), sys.stdout, sort_keys=False)
+        yaml.safe_dump_all(fleet_nodes(chosen, ready=True), sys.stdout, sort_keys=False)
         return 0
     local = LocalCluster()
     try:
@@ -34,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             local.down()
         else:
             healthy = local.healthy()
-            print(f"{'healthy' if healthy else 'not running'}: {local.server} (KUBECONFIG={local.kubeconfig})")
+            print(
+                f"{'healthy' if healthy else 'not running'}: {local.server} (KUBECONFIG={local.kubeconfig})"
+            )
             return 0 if healthy else 1
     except ClusterError as error:
         print(f"cluster error: {error}", file=sys.stderr)

@@ -122,8 +122,17 @@ def pool_nodes(pool: Pool, start: int = 0) -> list[dict[str, Any]]:
     return nodes
 
 
-def fleet_nodes(fleet: Fleet) -> list[dict[str, Any]]:
-    return [node for pool in fleet.pools for node in pool_nodes(pool)]
+READY_CONDITION = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+
+
+def fleet_nodes(fleet: Fleet, *, ready: bool = False) -> list[dict[str, Any]]:
+    """The fleet's Node objects. ``ready``: include a Ready condition, as ``kubectl get nodes -o yaml`` shows a
+    healthy fleet (for offline render); nodes registered in the local cluster get theirs from KWOK."""
+    nodes = [node for pool in fleet.pools for node in pool_nodes(pool)]
+    if ready:
+        for node in nodes:
+            node["status"]["conditions"] = [dict(READY_CONDITION)]
+    return nodes
 
 
 def load_fleet(path: str | Path) -> Fleet:
@@ -144,8 +153,8 @@ def resolve_fleet(name_or_path: str) -> Fleet:
 
 
 def default_nodes() -> list[dict[str, Any]]:
-    """Node objects of the default simulated fleet (the `render` CLI's default node list)."""
-    return fleet_nodes(builtin_fleet("default"))
+    """Node objects of the default simulated fleet, healthy (the `render` CLI's default node list)."""
+    return fleet_nodes(builtin_fleet("default"), ready=True)
 
 
 #: GPU pools the large-fleet generator cycles through (same facts as the default fleet).
