@@ -53,7 +53,7 @@ build_kubernetes() {
   local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) c all=1
   for c in "${cmds[@]}"; do up_to_date "$c" "$K8S_VERSION" || all=0; done
   (( all )) && { log "kubernetes $K8S_VERSION: cached"; return; }
-  log "kubernetes $K8S_VERSION: building ${cmds[*]} (the long one: ~20-40 min cold on 2 cores)"
+  log "kubernetes $K8S_VERSION: building ${cmds[*]} (the long one: about 7 min cold on 2 cores)"
   local t0=$SECONDS staging="v0${K8S_VERSION#v1}"
   ( wrapper "$SRC/kubernetes"
     gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
