@@ -50,10 +50,14 @@ def _install_crds(kubeconfig: Path) -> None:
             api.create_custom_resource_definition(crd)
 
     def established() -> bool:
-        crds = [api.read_custom_resource_definition(p.stem.split("_", 1)[1].split(".")[0] + ".trtllm.dev")
-                for p in (REPO / "crds").glob("*.yaml")]
-        return all(any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
-                   for crd in crds)
+        crds = [
+            api.read_custom_resource_definition(p.stem.split("_", 1)[1].split(".")[0] + ".trtllm.dev")
+            for p in (REPO / "crds").glob("*.yaml")
+        ]
+        return all(
+            any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+            for crd in crds
+        )
 
     wait_for(established, 30, what="CRDs Established")
     time.sleep(1.0)  # the discovery/openapi caches of the apiserver catch up with a new schema
@@ -84,7 +88,9 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def operator(cluster: LocalCluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: LocalCluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[OperatorProcess]:
     """The real operator (a subprocess, so tests can SIGKILL it) watching the test's namespace."""
     marker = request.node.get_closest_marker("operator_env")
     env = dict(marker.kwargs) if marker else {}
@@ -112,7 +118,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 class PrivateFleet:
-    """Nodes only this test's operator sees (it runs with TRTLLM_NODE_SELECTOR=trtllm.dev/fleet=<namespace>)."""
+    """Nodes only this test's operator sees.
+
+    The operator runs with TRTLLM_NODE_SELECTOR=trtllm.dev/fleet=<namespace>.
+    """
 
     def __init__(self, kube: Kube, cluster: LocalCluster, namespace: str) -> None:
         self.kube, self.cluster, self.namespace = kube, cluster, namespace
@@ -126,9 +135,18 @@ class PrivateFleet:
         from trtllm_operator.dev.fleet import builtin_fleet, pool_nodes
 
         template = next(p for p in builtin_fleet("default").pools if p.name == pool)
-        existing = len(self.kube.core.list_node(label_selector=f"trtllm.dev/fleet={self.namespace},trtllm.dev/sim-pool={self.namespace[:30]}-{pool}").items)
-        spec = template.model_copy(update={"name": f"{self.namespace[:30]}-{pool}", "count": count,
-                                           "labels": {**template.labels, **self.label}})
+        existing = len(
+            self.kube.core.list_node(
+                label_selector=f"trtllm.dev/fleet={self.namespace},trtllm.dev/sim-pool={self.namespace[:30]}-{pool}"
+            ).items
+        )
+        spec = template.model_copy(
+            update={
+                "name": f"{self.namespace[:30]}-{pool}",
+                "count": count,
+                "labels": {**template.labels, **self.label},
+            }
+        )
         nodes = pool_nodes(spec, start=existing)
         for node in nodes:
             if actual_gpus is not None:

@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
+def wait_for(
+    probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = ""
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` and the last value otherwise."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -46,14 +48,19 @@ class Kube:
 
     def finish_pod(self, namespace: str, name: str, exit_code: int, message: str = "") -> None:
         """Finish a Running pod with an exit code and termination message, as a kubelet would report it."""
-        annotations = {"sim.trtllm.dev/exit-code": str(exit_code), "sim.trtllm.dev/termination-message": message}
+        annotations = {
+            "sim.trtllm.dev/exit-code": str(exit_code),
+            "sim.trtllm.dev/termination-message": message,
+        }
         self.core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
 
 
 class OperatorProcess:
     """`trtllm-operator run` as a subprocess, so tests can kill and restart it like a real pod."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
@@ -92,16 +99,23 @@ FAKE_MODEL_CONFIG = {
     "vocab_size": 32000,
 }
 CALIBRATION_TEXTS = {
-    "code": "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
-    "prose": "The committee met on Tuesday to discuss the annual budget and the plans for the new library.\n",
+    "code": (
+        "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n"
+    ),
+    "prose": (
+        "The committee met on Tuesday to discuss the annual budget and the plans for the new library.\n"
+    ),
 }
 
 
 def claim_host_path(kube: Kube, namespace: str, claim: str, timeout: float = 30) -> Path:
     """The local directory behind a PVC of the simulated cluster (bound by the sim provisioner)."""
     pvc = wait_for(
-        lambda: (p := kube.core.read_namespaced_persistent_volume_claim(claim, namespace)).spec.volume_name and p,
-        timeout, what=f"PVC {claim} bound",
+        lambda: (
+            (p := kube.core.read_namespaced_persistent_volume_claim(claim, namespace)).spec.volume_name and p
+        ),
+        timeout,
+        what=f"PVC {claim} bound",
     )
     pv = kube.core.read_persistent_volume(pvc.spec.volume_name)
     return Path(pv.spec.host_path.path)
@@ -111,10 +125,13 @@ def make_model_claim(kube: Kube, namespace: str, claim: str = "models") -> Path:
     """A PVC holding a tiny Hugging Face-style model dir (``llama``) and calibration text (``calib/code``)."""
     import json
 
-    kube.core.create_namespaced_persistent_volume_claim(namespace, {
-        "metadata": {"name": claim},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
-    })
+    kube.core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": claim},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+        },
+    )
     root = claim_host_path(kube, namespace, claim)
     (root / "llama").mkdir(parents=True, exist_ok=True)
     (root / "llama" / "config.json").write_text(json.dumps(FAKE_MODEL_CONFIG))
@@ -141,7 +158,12 @@ def engine_manifest(name: str, **spec: Any) -> dict[str, Any]:
             body[key] = {**body[key], **value}
         else:
             body[key] = value
-    return {"apiVersion": "trtllm.dev/v1alpha1", "kind": "TRTEngine", "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "trtllm.dev/v1alpha1",
+        "kind": "TRTEngine",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 class Engines:
@@ -152,28 +174,42 @@ class Engines:
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.kube.custom.create_namespaced_custom_object(
-            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", manifest)
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", manifest
+        )
         return result
 
     def get(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.kube.custom.get_namespaced_custom_object(
-            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name)
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name
+        )
         return result
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.kube.custom.patch_namespaced_custom_object(
-            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name, {"spec": spec})
+            "trtllm.dev", "v1alpha1", self.namespace, "trtengines", name, {"spec": spec}
+        )
 
     def condition(self, name: str, type_: str) -> dict[str, Any] | None:
         conditions = (self.get(name).get("status") or {}).get("conditions") or []
         return next((c for c in conditions if c["type"] == type_), None)
 
-    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
-                       timeout: float = 60, contains: str = "") -> dict[str, Any]:
+    def wait_condition(
+        self,
+        name: str,
+        type_: str,
+        status: str,
+        reason: str | None = None,
+        timeout: float = 60,
+        contains: str = "",
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             found = self.condition(name, type_)
-            if found and found["status"] == status and (reason is None or found["reason"] == reason) \
-                    and contains in found.get("message", ""):
+            if (
+                found
+                and found["status"] == status
+                and (reason is None or found["reason"] == reason)
+                and contains in found.get("message", "")
+            ):
                 return found
             return None
 

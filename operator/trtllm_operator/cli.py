@@ -14,7 +14,11 @@ def _crds(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rendered = render_crds()
     if args.check:
-        stale = [name for name, text in rendered.items() if not (out / name).exists() or (out / name).read_text() != text]
+        stale = [
+            name
+            for name, text in rendered.items()
+            if not (out / name).exists() or (out / name).read_text() != text
+        ]
         if stale:
             print(f"CRDs out of date (run `make manifests`): {', '.join(stale)}", file=sys.stderr)
             return 1
@@ -49,12 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")
     crds.add_argument("-o", "--output", default="crds")
-    crds.add_argument("--check", action="store_true", help="fail if the files differ from what the models generate")
+    crds.add_argument(
+        "--check", action="store_true", help="fail if the files differ from what the models generate"
+    )
     crds.set_defaults(func=_crds)
 
     render = sub.add_parser("render", help="print every object the operator would create for a TRTEngine")
     render.add_argument("-f", "--file", required=True, help="TRTEngine YAML")
-    render.add_argument("--nodes", default=None, help="`kubectl get nodes -o yaml` output (default: the simulated fleet)")
+    render.add_argument(
+        "--nodes", default=None, help="`kubectl get nodes -o yaml` output (default: the simulated fleet)"
+    )
     render.set_defaults(func=_render)
     return parser
 

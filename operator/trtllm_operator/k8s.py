@@ -8,8 +8,10 @@ as merge patches; reads of children go by label, so a restarted operator finds w
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from kubernetes import client, config
@@ -18,19 +20,54 @@ from trtllm_operator.api import constants as c
 
 log = structlog.get_logger(__name__)
 Obj = dict[str, Any]
+T = TypeVar("T")
+
+# The typed seam to the kubernetes client. Its generated API classes are typed, but ``kubernetes.config``
+# and ``ApiClient.sanitize_for_serialization`` are not: each gets its signature once, here. Bodies are
+# plain dicts throughout (the client accepts them wherever its signatures name a V1 model): ``as_body``
+# says so once per call instead of an ignore per call.
 
 
 def load_api_client() -> client.ApiClient:
     """In-cluster config when running in a pod, else the current kubeconfig."""
+    load_incluster: Callable[[], None] = config.load_incluster_config
+    load_kubeconfig: Callable[[], None] = config.load_kube_config
     try:
-        config.load_incluster_config()
+        load_incluster()
     except config.ConfigException:
-        config.load_kube_config()
+        load_kubeconfig()
     return client.ApiClient()
 
 
+def new_api_client(kubeconfig: str | os.PathLike[str]) -> client.ApiClient:
+    """A client for one kubeconfig file; the process-wide default configuration is left alone."""
+    new_client: Callable[[str], client.ApiClient] = config.new_client_from_config
+    return new_client(str(kubeconfig))
+
+
+def as_body(obj: Mapping[str, Any]) -> Any:
+    """A plain-dict request body, passed where the client's signature names a V1 model (it accepts both)."""
+    return obj
+
+
+def required(value: T | None, what: str) -> T:
+    """A field the API server always sets on what it returns (metadata, spec, status...), or a clear error."""
+    if value is None:
+        raise ValueError(f"API object without {what}")
+    return value
+
+
+def _json_object(data: object, what: str) -> Obj:
+    if not isinstance(data, dict):
+        raise TypeError(f"{what}: expected a JSON object from the API server, got {type(data).__name__}")
+    return data
+
+
 def stringify_quantities(node: Any) -> Any:
-    """Resource quantities as strings: the client's models reject ``nvidia.com/gpu: 4`` although the API takes it."""
+    """Resource quantities as strings.
+
+    The client's models reject ``nvidia.com/gpu: 4`` although the API takes it.
+    """
     if isinstance(node, list):
         return [stringify_quantities(item) for item in node]
     if not isinstance(node, dict):
@@ -54,14 +91,14 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api)
 
     def _dict(self, obj: Any) -> Obj:
-        data: Obj = self.api.sanitize_for_serialization(obj)
-        return data
+        sanitize: Callable[[Any], Obj] = self.api.sanitize_for_serialization
+        return sanitize(obj)
 
     # ------------------------------------------------------------ custom resources
     def get_custom(self, plural: str, namespace: str, name: str) -> Obj | None:
         try:
-            obj: Obj = self.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
-            return obj
+            obj = self.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
+            return _json_object(obj, f"{plural} {namespace}/{name}")
         except client.ApiException as error:
             if error.status == 404:
                 return None
@@ -80,20 +117,29 @@ class Kube:
             return
         patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
         try:
-            self.custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, meta["namespace"], plural, meta["name"], patch)
+            self.custom.patch_namespaced_custom_object(
+                c.GROUP, c.VERSION, meta["namespace"], plural, meta["name"], patch
+            )
         except client.ApiException as error:
             if error.status not in (404, 409):  # gone, or changed meanwhile: the next reconcile retries
                 raise
 
     # ------------------------------------------------------------ children
     def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
-        return [self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items]
+        return [
+            self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        ]
 
     def list_pods(self, namespace: str, selector: str) -> list[Obj]:
-        return [self._dict(p) for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items]
+        return [
+            self._dict(p) for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        ]
 
     def list_deployments(self, namespace: str, selector: str) -> list[Obj]:
-        return [self._dict(d) for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items]
+        return [
+            self._dict(d)
+            for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
+        ]
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
         try:
@@ -120,16 +166,17 @@ class Kube:
     def create(self, obj: Obj) -> bool:
         """Create a child; False when it already existed (adopted, not duplicated)."""
         namespace, kind = obj["metadata"]["namespace"], obj["kind"]
-        creator = {
+        creators: dict[str, Callable[..., object]] = {
             "Job": self.batch.create_namespaced_job,
             "ConfigMap": self.core.create_namespaced_config_map,
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
             "Deployment": self.apps.create_namespaced_deployment,
             "Service": self.core.create_namespaced_service,
             "HorizontalPodAutoscaler": self.autoscaling.create_namespaced_horizontal_pod_autoscaler,
-        }[kind]
+        }
+        creator = creators[kind]
         try:
-            creator(namespace, stringify_quantities(obj))
+            creator(namespace, as_body(stringify_quantities(obj)))
             log.info("created", kind=kind, namespace=namespace, name=obj["metadata"]["name"])
             return True
         except client.ApiException as error:
@@ -138,15 +185,24 @@ class Kube:
             raise
 
     def replace_spec(self, obj: Obj) -> None:
-        """Server-side apply of an owned child (Deployment/Service/HPA): converges drift, keeps others' fields."""
+        """Server-side apply of an owned child (Deployment/Service/HPA).
+
+        Converges drift, keeps others' fields.
+        """
         kind, meta = obj["kind"], obj["metadata"]
         patcher = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
             "HorizontalPodAutoscaler": self.autoscaling.patch_namespaced_horizontal_pod_autoscaler,
         }[kind]
-        patcher(meta["name"], meta["namespace"], stringify_quantities(obj), field_manager=c.MANAGED_BY, force=True,
-                _content_type="application/apply-patch+yaml")
+        patcher(
+            meta["name"],
+            meta["namespace"],
+            as_body(stringify_quantities(obj)),
+            field_manager=c.MANAGED_BY,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         deleter = {
@@ -170,16 +226,24 @@ class Kube:
         event = {
             "metadata": {"name": f"{meta['name']}.{digest}", "namespace": meta["namespace"]},
             "involvedObject": {
-                "apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"), "name": meta["name"],
-                "namespace": meta["namespace"], "uid": meta.get("uid"),
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
             },
-            "type": type_, "reason": reason, "message": message[:1024],
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
             "source": {"component": c.MANAGED_BY},
-            "firstTimestamp": now.isoformat(), "lastTimestamp": now.isoformat(), "count": 1,
-            "reportingComponent": c.MANAGED_BY, "reportingInstance": c.MANAGED_BY,
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "reportingComponent": c.MANAGED_BY,
+            "reportingInstance": c.MANAGED_BY,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], event)
+            self.core.create_namespaced_event(meta["namespace"], as_body(event))
         except client.ApiException as error:
             if error.status == 403:
                 log.warning("cannot post events (RBAC: events create)", reason=reason, object=meta["name"])

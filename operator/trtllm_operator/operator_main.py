@@ -8,7 +8,9 @@ import logging
 import kopf
 
 
-def run_operator(namespace: list[str] | None = None, liveness: str | None = None, verbose: bool = False) -> int:
+def run_operator(
+    namespace: list[str] | None = None, liveness: str | None = None, verbose: bool = False
+) -> int:
     """Run until interrupted. ``namespace``: watch only these namespaces (nodes are always cluster-wide)."""
     from trtllm_operator.handlers import watch  # registers the handlers
 

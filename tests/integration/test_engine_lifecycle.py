@@ -1,4 +1,7 @@
-"""TRTEngine end to end on the real control plane: operator → Job → scheduler → builder (stand-ins) → status."""
+"""TRTEngine end to end on the real control plane.
+
+operator → Job → scheduler → builder (stand-ins) → status.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ H100_LABELS = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/gp
 
 
 def _build_node(kube: Kube, engines: Engines, name: str) -> dict[str, str]:
-    pods = wait_for(lambda: [p for p in engines.pods(name) if p.spec.node_name], 60, what=f"{name} pod scheduled")
+    pods = wait_for(
+        lambda: [p for p in engines.pods(name) if p.spec.node_name], 60, what=f"{name} pod scheduled"
+    )
     labels: dict[str, str] = kube.core.read_node(pods[0].spec.node_name).metadata.labels
     return labels
 
@@ -28,15 +33,21 @@ def test_fp8_builds_on_h100_end_to_end(kube: Kube, engines: Engines, operator: O
     assert ready["reason"] == "EnginePromoted"
     status = engines.get("llama-fp8")["status"]
     engine = status["engine"]
-    assert status["phase"] == "Ready" and status["revision"] == 1
+    assert status["phase"] == "Ready"
+    assert status["revision"] == 1
     assert engine["uri"].startswith("pvc://llama-fp8-engines/engines/llama-fp8/")
-    assert engine["computeCapability"] == "9.0" and "H100" in engine["gpuProduct"]
-    assert engine["trtllmVersion"] == "1.2.0" and len(engine["sha256"]) == 64 and engine["sizeBytes"] > 0
-    assert status["gpu"]["computeCapability"] == "9.0" and status["gpu"]["gpus"] == 2
+    assert engine["computeCapability"] == "9.0"
+    assert "H100" in engine["gpuProduct"]
+    assert engine["trtllmVersion"] == "1.2.0"
+    assert len(engine["sha256"]) == 64
+    assert engine["sizeBytes"] > 0
+    assert status["gpu"]["computeCapability"] == "9.0"
+    assert status["gpu"]["gpus"] == 2
     # The manifest on the volume is what status points at.
     root = claim_host_path(kube, engines.namespace, "llama-fp8-engines")
     manifest = json.loads((root / engine["manifest"]).read_text())
-    assert manifest["precision"] == "fp8" and manifest["kv_cache_dtype"] == "fp8"
+    assert manifest["precision"] == "fp8"
+    assert manifest["kv_cache_dtype"] == "fp8"
     assert manifest["build_flags"]["gemm_swiglu_plugin"] == "fp8"
     assert manifest["build_flags"]["reduce_fusion"] == "enable"
     job = engines.jobs("llama-fp8")[0]
@@ -46,14 +57,22 @@ def test_fp8_builds_on_h100_end_to_end(kube: Kube, engines: Engines, operator: O
     assert job.spec.pod_failure_policy.rules[0].action == "FailJob"
 
 
-def test_int8_sq_builds_on_a100_with_preset_flags(kube: Kube, engines: Engines, operator: OperatorProcess) -> None:
-    engines.create(engine_manifest("llama-int8", precision="int8_sq", kvCacheDtype="int8",
-                                   target={"computeCapability": "8.0"}))
+def test_int8_sq_builds_on_a100_with_preset_flags(
+    kube: Kube, engines: Engines, operator: OperatorProcess
+) -> None:
+    engines.create(
+        engine_manifest(
+            "llama-int8", precision="int8_sq", kvCacheDtype="int8", target={"computeCapability": "8.0"}
+        )
+    )
     labels = _build_node(kube, engines, "llama-int8")
     assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
-    config_maps = kube.core.list_namespaced_config_map(engines.namespace, label_selector="trtllm.dev/engine=llama-int8").items
+    config_maps = kube.core.list_namespaced_config_map(
+        engines.namespace, label_selector="trtllm.dev/engine=llama-int8"
+    ).items
     steps = config_maps[0].data["steps.sh"]
-    assert "--qformat int8_sq" in steps and "--kv_cache_dtype int8" in steps
+    assert "--qformat int8_sq" in steps
+    assert "--kv_cache_dtype int8" in steps
     assert "gemm_swiglu_plugin" not in steps  # FP8-on-Hopper only
     engines.wait_condition("llama-int8", "Ready", "True", timeout=90)
 
@@ -65,7 +84,8 @@ def test_no_compatible_nodes_then_node_appears(
     private_fleet.add("a100", 2)
     engines.create(engine_manifest("needs-fp8"))
     stalled = engines.wait_condition("needs-fp8", "GPUCompatible", "False", "NoCompatibleNodes")
-    assert "8.9" in stalled["message"] and "NVIDIA-A100-SXM4-80GB" in stalled["message"]
+    assert "8.9" in stalled["message"]
+    assert "NVIDIA-A100-SXM4-80GB" in stalled["message"]
     assert engines.condition("needs-fp8", "Stalled")["status"] == "True"
     assert engines.jobs("needs-fp8") == []
     private_fleet.add("h100", 1)  # no change to the TRTEngine: the node watch wakes it
@@ -86,10 +106,13 @@ def test_stale_gfd_labels_fail_fast_with_preflight_message(
     assert "A100" in stalled["message"]
     assert len(engines.pods("stale")) == 1, "the incompatible-GPU exit code must not be retried"
     built = engines.condition("stale", "Built")
-    assert built["status"] == "False" and built["reason"] == "IncompatibleGPU"
+    assert built["status"] == "False"
+    assert built["reason"] == "IncompatibleGPU"
 
 
-def test_failed_build_is_stalled_with_builder_message(kube: Kube, engines: Engines, operator: OperatorProcess) -> None:
+def test_failed_build_is_stalled_with_builder_message(
+    kube: Kube, engines: Engines, operator: OperatorProcess
+) -> None:
     engines.sim(TRTLLM_SIM_FAIL="trtllm-build")
     engines.create(engine_manifest("broken", backoffLimit=1))
     stalled = engines.wait_condition("broken", "Stalled", "True", timeout=90)
@@ -106,7 +129,9 @@ def test_operator_killed_mid_build_creates_no_second_job(
 ) -> None:
     engines.sim(TRTLLM_SIM_STEP_SECONDS="0.5")
     engines.create(engine_manifest("survivor"))
-    wait_for(lambda: [p for p in engines.pods("survivor") if p.status.phase == "Running"], 60, what="build running")
+    wait_for(
+        lambda: [p for p in engines.pods("survivor") if p.status.phase == "Running"], 60, what="build running"
+    )
     operator.kill()
     operator.start()
     engines.wait_condition("survivor", "Ready", "True", timeout=120)
@@ -124,7 +149,8 @@ def test_spec_change_builds_new_revision_and_keeps_old_engine(
     engines.patch_spec("rev", {"calibration": {"size": 128}})
     wait_for(lambda: engines.get("rev")["status"].get("revision") == 2, 30, what="revision 2")
     during = engines.get("rev")["status"]
-    assert during["engine"]["uri"] == first["uri"] and during["engine"]["revision"] == 1
+    assert during["engine"]["uri"] == first["uri"]
+    assert during["engine"]["revision"] == 1
     assert during["build"]["revision"] == 2
     engines.wait_condition("rev", "Ready", "True", timeout=120)
     wait_for(lambda: engines.get("rev")["status"]["engine"]["revision"] == 2, 60, what="revision 2 promoted")
@@ -138,14 +164,19 @@ def test_job_deleted_by_hand_is_recreated(kube: Kube, engines: Engines, operator
     engines.create(engine_manifest("orphan"))
     job = wait_for(lambda: engines.jobs("orphan"), 60, what="Job created")[0]
     kube.batch.delete_namespaced_job(job.metadata.name, engines.namespace, propagation_policy="Foreground")
-    wait_for(lambda: any(e.reason == "JobMissing" for e in kube.events_for(engines.namespace, "orphan")), 60,
-             what="JobMissing event")
+    wait_for(
+        lambda: any(e.reason == "JobMissing" for e in kube.events_for(engines.namespace, "orphan")),
+        60,
+        what="JobMissing event",
+    )
     engines.wait_condition("orphan", "Ready", "True", timeout=120)
 
 
 def test_unschedulable_build_pod_says_why(kube: Kube, engines: Engines, operator: OperatorProcess) -> None:
     engines.create(engine_manifest("nowhere", nodeSelector={"example.com/rack": "missing"}))
-    scheduled = engines.wait_condition("nowhere", "Scheduled", "False", "Unschedulable", contains="node affinity/selector")
+    scheduled = engines.wait_condition(
+        "nowhere", "Scheduled", "False", "Unschedulable", contains="node affinity/selector"
+    )
     assert "0/" in scheduled["message"]  # the scheduler's own summary, copied verbatim
     assert engines.condition("nowhere", "Reconciling")["status"] == "True"
 
@@ -163,13 +194,24 @@ def test_global_build_limit_queues(kube: Kube, engines: Engines, operator: Opera
     engines.wait_condition("second", "Ready", "True", timeout=120)
 
 
-def test_delete_policy_removes_files_through_finalizer(kube: Kube, engines: Engines, operator: OperatorProcess) -> None:
+def test_delete_policy_removes_files_through_finalizer(
+    kube: Kube, engines: Engines, operator: OperatorProcess
+) -> None:
     engines.create(engine_manifest("ephemeral", deletionPolicy="Delete"))
     engines.wait_condition("ephemeral", "Ready", "True", timeout=90)
     assert "trtllm.dev/engine-files" in engines.get("ephemeral")["metadata"]["finalizers"]
-    kube.custom.delete_namespaced_custom_object("trtllm.dev", "v1alpha1", engines.namespace, "trtengines", "ephemeral")
-    wait_for(lambda: kube.batch.list_namespaced_job(engines.namespace, label_selector="trtllm.dev/component=cleanup").items,
-             60, what="cleanup Job")
+    kube.custom.delete_namespaced_custom_object(
+        "trtllm.dev", "v1alpha1", engines.namespace, "trtengines", "ephemeral"
+    )
+    wait_for(
+        lambda: (
+            kube.batch.list_namespaced_job(
+                engines.namespace, label_selector="trtllm.dev/component=cleanup"
+            ).items
+        ),
+        60,
+        what="cleanup Job",
+    )
 
     def gone() -> bool:
         try:

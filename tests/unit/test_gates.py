@@ -13,16 +13,30 @@ from trtllm_operator.reconcile.gates import accuracy_drop, evaluate_gates
 
 
 def spec(**validation: Any) -> TRTEngineSpec:
-    return TRTEngineSpec.model_validate({
-        "model": {"source": "pvc://models/llama", "domain": validation.pop("domain", "general")},
-        "image": "img:1", "precision": "fp8", "storage": {"existingClaim": "engines"},
-        "calibration": {"dataset": validation.pop("dataset", "cnn_dailymail")},
-        "validation": validation or None,
-    })
+    return TRTEngineSpec.model_validate(
+        {
+            "model": {"source": "pvc://models/llama", "domain": validation.pop("domain", "general")},
+            "image": "img:1",
+            "precision": "fp8",
+            "storage": {"existingClaim": "engines"},
+            "calibration": {"dataset": validation.pop("dataset", "cnn_dailymail")},
+            "validation": validation or None,
+        }
+    )
 
 
-BENCH = ResultBenchmark(out_tps=6049, total_tps=12000, rps=47, ttft_p50=60, ttft_p99=88, itl_p50=9, itl_p99=10.8,
-                        isl=128, osl=128, conc=512)
+BENCH = ResultBenchmark(
+    out_tps=6049,
+    total_tps=12000,
+    rps=47,
+    ttft_p50=60,
+    ttft_p99=88,
+    itl_p50=9,
+    itl_p99=10.8,
+    isl=128,
+    osl=128,
+    conc=512,
+)
 
 
 @pytest.mark.parametrize(
@@ -48,77 +62,131 @@ def test_relative_drop_against_zero_baseline_is_infinite_only_when_worse() -> No
 
 def test_no_gates_promotes_and_says_not_validated() -> None:
     verdict = evaluate_gates(spec(), 1, None, [], {})
-    assert verdict.passed and not verdict.configured and verdict.reason == r.NOT_CONFIGURED
+    assert verdict.passed
+    assert not verdict.configured
+    assert verdict.reason == r.NOT_CONFIGURED
 
 
 def test_benchmark_floor_met_passes_with_numbers() -> None:
-    verdict = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 5000}), 2, BENCH, [], {}, "2026-01-01T00:00:00Z")
-    assert verdict.passed and verdict.reason == r.GATES_PASSED
-    assert verdict.benchmark is not None and verdict.benchmark.passed is True
-    assert verdict.benchmark.outputTokensPerSecond == 6049 and verdict.benchmark.ttftMs.p99 == 88  # type: ignore[union-attr]
-    assert verdict.benchmark.revision == 2 and verdict.benchmark.measuredAt == "2026-01-01T00:00:00Z"
+    verdict = evaluate_gates(
+        spec(benchmark={"minOutputTokensPerSecond": 5000}), 2, BENCH, [], {}, "2026-01-01T00:00:00Z"
+    )
+    assert verdict.passed
+    assert verdict.reason == r.GATES_PASSED
+    assert verdict.benchmark is not None
+    assert verdict.benchmark.passed is True
+    assert verdict.benchmark.outputTokensPerSecond == 6049
+    assert verdict.benchmark.ttftMs.p99 == 88  # type: ignore[union-attr]
+    assert verdict.benchmark.revision == 2
+    assert verdict.benchmark.measuredAt == "2026-01-01T00:00:00Z"
 
 
 def test_throughput_below_floor() -> None:
     verdict = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 8000}), 1, BENCH, [], {})
-    assert not verdict.passed and verdict.reason == r.THROUGHPUT_BELOW_TARGET
+    assert not verdict.passed
+    assert verdict.reason == r.THROUGHPUT_BELOW_TARGET
     assert "6,049 tok/s < minOutputTokensPerSecond 8,000 (24% below target)" in verdict.message
     assert "ISL/OSL 128/128, concurrency 512" in verdict.message
 
 
 def test_latency_ceilings() -> None:
     verdict = evaluate_gates(spec(benchmark={"maxTtftP99Ms": 50, "maxItlP99Ms": 20}), 1, BENCH, [], {})
-    assert verdict.reason == r.LATENCY_ABOVE_TARGET and "TTFT p99 88 ms > 50 ms" in verdict.message
+    assert verdict.reason == r.LATENCY_ABOVE_TARGET
+    assert "TTFT p99 88 ms > 50 ms" in verdict.message
     missing = BENCH.model_copy(update={"ttft_p99": None})
     assert "not reported" in evaluate_gates(spec(benchmark={"maxTtftP99Ms": 50}), 1, missing, [], {}).message
 
 
 def test_missing_benchmark_result_fails_the_gate() -> None:
     verdict = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 1}), 1, None, [], {})
-    assert not verdict.passed and "reported no result" in verdict.message
+    assert not verdict.passed
+    assert "reported no result" in verdict.message
 
 
 ACCURACY = {"tasks": [{"name": "gsm8k", "baseline": {"value": 0.781}, "maxDrop": 0.02}]}
 
 
 def test_accuracy_regression_message_has_numbers_and_calibration_hint() -> None:
-    verdict = evaluate_gates(spec(accuracy=ACCURACY, domain="math"), 1, None,
-                             [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.712)], {})
+    verdict = evaluate_gates(
+        spec(accuracy=ACCURACY, domain="math"),
+        1,
+        None,
+        [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.712)],
+        {},
+    )
     assert verdict.reason == r.ACCURACY_REGRESSION
-    assert verdict.message == ("gsm8k 0.712 vs baseline 0.781: drop 0.069 > maxDrop 0.02; "
-                               "calibration dataset cnn_dailymail does not match model domain math")
-    assert verdict.accuracy[0].passed is False and verdict.accuracy[0].drop == pytest.approx(0.069)
+    assert verdict.message == (
+        "gsm8k 0.712 vs baseline 0.781: drop 0.069 > maxDrop 0.02; "
+        "calibration dataset cnn_dailymail does not match model domain math"
+    )
+    assert verdict.accuracy[0].passed is False
+    assert verdict.accuracy[0].drop == pytest.approx(0.069)
 
 
 def test_accuracy_within_max_drop_passes() -> None:
-    verdict = evaluate_gates(spec(accuracy=ACCURACY), 1, None, [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.77)], {})
-    assert verdict.passed and verdict.accuracy[0].passed
+    verdict = evaluate_gates(
+        spec(accuracy=ACCURACY), 1, None, [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.77)], {}
+    )
+    assert verdict.passed
+    assert verdict.accuracy[0].passed
 
 
 def test_relative_max_drop() -> None:
-    relative = {"tasks": [{"name": "perplexity", "dataset": "pvc://evals/code", "baseline": {"value": 6.0},
-                           "maxDrop": 0.01, "maxDropMode": "relative"}]}
-    ok = evaluate_gates(spec(accuracy=relative), 1, None, [ResultAccuracy(task="perplexity", metric="perplexity", score=6.05)], {})
-    bad = evaluate_gates(spec(accuracy=relative), 1, None, [ResultAccuracy(task="perplexity", metric="perplexity", score=6.1)], {})
-    assert ok.passed and not bad.passed and "(relative)" in bad.message
+    relative = {
+        "tasks": [
+            {
+                "name": "perplexity",
+                "dataset": "pvc://evals/code",
+                "baseline": {"value": 6.0},
+                "maxDrop": 0.01,
+                "maxDropMode": "relative",
+            }
+        ]
+    }
+    ok = evaluate_gates(
+        spec(accuracy=relative),
+        1,
+        None,
+        [ResultAccuracy(task="perplexity", metric="perplexity", score=6.05)],
+        {},
+    )
+    bad = evaluate_gates(
+        spec(accuracy=relative),
+        1,
+        None,
+        [ResultAccuracy(task="perplexity", metric="perplexity", score=6.1)],
+        {},
+    )
+    assert ok.passed
+    assert not bad.passed
+    assert "(relative)" in bad.message
 
 
 def test_missing_score_is_a_regression_not_a_pass() -> None:
     verdict = evaluate_gates(spec(accuracy=ACCURACY), 1, None, [], {})
-    assert not verdict.passed and "reported no score" in verdict.message
+    assert not verdict.passed
+    assert "reported no score" in verdict.message
 
 
 def test_engine_ref_baseline_waits_then_judges() -> None:
     by_ref = {"tasks": [{"name": "mmlu", "baseline": {"engineRef": {"name": "llama-bf16"}}, "maxDrop": 0.01}]}
     measured = [ResultAccuracy(task="mmlu", metric="accuracy", score=0.80)]
     waiting = evaluate_gates(spec(accuracy=by_ref), 1, None, measured, {"llama-bf16": None})
-    assert not waiting.passed and waiting.pending_baselines == ["llama-bf16"] and waiting.reason == r.VALIDATING
+    assert not waiting.passed
+    assert waiting.pending_baselines == ["llama-bf16"]
+    assert waiting.reason == r.VALIDATING
     assert evaluate_gates(spec(accuracy=by_ref), 1, None, measured, {"llama-bf16": 0.805}).passed
     assert not evaluate_gates(spec(accuracy=by_ref), 1, None, measured, {"llama-bf16": 0.83}).passed
 
 
 def test_accuracy_failure_outranks_throughput_in_the_reason() -> None:
-    verdict = evaluate_gates(spec(accuracy=ACCURACY, benchmark={"minOutputTokensPerSecond": 9000}), 1, BENCH,
-                             [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.7)], {})
+    verdict = evaluate_gates(
+        spec(accuracy=ACCURACY, benchmark={"minOutputTokensPerSecond": 9000}),
+        1,
+        BENCH,
+        [ResultAccuracy(task="gsm8k", metric="exact_match", score=0.7)],
+        {},
+    )
     assert verdict.reason == r.ACCURACY_REGRESSION
-    assert "gsm8k" in verdict.message and "tok/s" in verdict.message
+    assert "gsm8k" in verdict.message
+    assert "tok/s" in verdict.message

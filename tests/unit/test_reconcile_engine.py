@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trtllm_operator.api import reasons as r
+from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.api.plan import BuildResult, ResultEngine
 from trtllm_operator.dev.fleet import default_nodes
 from trtllm_operator.gpu.labels import facts_from_node
 from trtllm_operator.reconcile.engine import EngineObservation, JobView, PodView, reconcile_engine
 from trtllm_operator.render import names
-from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.render.plan import RenderConfig
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -24,17 +24,28 @@ A100_ONLY = tuple(f for f in FLEET if f.cc.major == 8 and f.cc.minor == 0)
 def spec(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
-        "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0", "precision": "fp8", "kvCacheDtype": "fp8",
-        "parallelism": {"tensor": 2}, "target": {"computeCapability": "9.0"},
-        "calibration": {"dataset": "pvc://models/calib"}, "storage": {"existingClaim": "engines"},
+        "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
+        "precision": "fp8",
+        "kvCacheDtype": "fp8",
+        "parallelism": {"tensor": 2},
+        "target": {"computeCapability": "9.0"},
+        "calibration": {"dataset": "pvc://models/calib"},
+        "storage": {"existingClaim": "engines"},
     }
     body.update(overrides)
     return body
 
 
 def observe(raw: dict[str, Any], status: dict[str, Any] | None = None, **kw: Any) -> EngineObservation:
-    args: dict[str, Any] = {"namespace": "ns", "name": "llama", "uid": "uid-1", "generation": 1, "spec": raw,
-                            "status": status or {}, "nodes": FLEET}
+    args: dict[str, Any] = {
+        "namespace": "ns",
+        "name": "llama",
+        "uid": "uid-1",
+        "generation": 1,
+        "spec": raw,
+        "status": status or {},
+        "nodes": FLEET,
+    }
     args.update(kw)
     return EngineObservation(**args)
 
@@ -45,21 +56,37 @@ def conditions(decision: Any) -> dict[str, tuple[str, str, str]]:
 
 def job_for(raw: dict[str, Any], revision: int = 1, **kw: Any) -> JobView:
     config_hash = names.build_config_hash(TRTEngineSpec.model_validate(raw))
-    return JobView(name=names.job_name("llama", config_hash), config_hash=config_hash, revision=revision,
-                   target_cc="9.0", **kw)
+    return JobView(
+        name=names.job_name("llama", config_hash),
+        config_hash=config_hash,
+        revision=revision,
+        target_cc="9.0",
+        **kw,
+    )
 
 
 def result(ok: bool = True, reason: str = r.BUILD_SUCCEEDED, message: str = "built") -> str:
-    engine = ResultEngine(uri="pvc://engines/engines/llama/abc", sha256="f" * 64, size=123, files=3, trtllm="1.2.0",
-                          gpu="NVIDIA H100 80GB HBM3", cc="9.0", manifest="engines/llama/abc/engine-manifest.json")
+    engine = ResultEngine(
+        uri="pvc://engines/engines/llama/abc",
+        sha256="f" * 64,
+        size=123,
+        files=3,
+        trtllm="1.2.0",
+        gpu="NVIDIA H100 80GB HBM3",
+        cc="9.0",
+        manifest="engines/llama/abc/engine-manifest.json",
+    )
     return BuildResult(ok=ok, reason=reason, message=message, engine=engine if ok else None).to_message()
 
 
 def test_invalid_spec_is_stalled_and_never_retried() -> None:
     decision = reconcile_engine(observe({"model": {"source": "pvc://m/x"}}), CFG, NOW)
     cond = conditions(decision)
-    assert cond[r.STALLED][:2] == ("True", r.INVALID_SPEC) and cond[r.RECONCILING][0] == "False"
-    assert "spec." in cond[r.READY][2] and decision.create == [] and decision.status.observedGeneration == 1
+    assert cond[r.STALLED][:2] == ("True", r.INVALID_SPEC)
+    assert cond[r.RECONCILING][0] == "False"
+    assert "spec." in cond[r.READY][2]
+    assert decision.create == []
+    assert decision.status.observedGeneration == 1
 
 
 def test_no_compatible_nodes_creates_nothing_and_lists_the_fleet() -> None:
@@ -67,8 +94,11 @@ def test_no_compatible_nodes_creates_nothing_and_lists_the_fleet() -> None:
     decision = reconcile_engine(observe(raw, nodes=A100_ONLY), CFG, NOW)
     cond = conditions(decision)
     assert cond[r.GPU_COMPATIBLE][:2] == ("False", r.NO_COMPATIBLE_NODES)
-    assert "NVIDIA-A100-SXM4-80GB" in cond[r.GPU_COMPATIBLE][2] and "8.9" in cond[r.GPU_COMPATIBLE][2]
-    assert cond[r.STALLED][0] == "True" and decision.create == [] and decision.status.phase == "Pending"
+    assert "NVIDIA-A100-SXM4-80GB" in cond[r.GPU_COMPATIBLE][2]
+    assert "8.9" in cond[r.GPU_COMPATIBLE][2]
+    assert cond[r.STALLED][0] == "True"
+    assert decision.create == []
+    assert decision.status.phase == "Pending"
 
 
 def test_fit_creates_plan_and_job_pinned_to_target() -> None:
@@ -78,64 +108,123 @@ def test_fit_creates_plan_and_job_pinned_to_target() -> None:
     job = decision.create[-1]
     assert job["metadata"]["annotations"]["trtllm.dev/target-compute-capability"] == "9.0"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert decision.status.phase == "Building" and decision.status.revision == 1
-    assert decision.status.gpu is not None and decision.status.gpu.computeCapability == "9.0"
+    assert decision.status.phase == "Building"
+    assert decision.status.revision == 1
+    assert decision.status.gpu is not None
+    assert decision.status.gpu.computeCapability == "9.0"
     cond = conditions(decision)
-    assert cond[r.RECONCILING][0] == "True" and cond[r.STALLED][0] == "False" and cond[r.SCHEDULED][1] == r.JOB_CREATED
+    assert cond[r.RECONCILING][0] == "True"
+    assert cond[r.STALLED][0] == "False"
+    assert cond[r.SCHEDULED][1] == r.JOB_CREATED
     assert [e.reason for e in decision.events] == [r.JOB_CREATED]
 
 
 def test_queued_when_the_global_limit_is_reached() -> None:
     decision = reconcile_engine(observe(spec(), other_active_builds=2, max_concurrent_builds=2), CFG, NOW)
-    assert decision.create == [] and decision.status.phase == "Queued" and decision.requeue_after
+    assert decision.create == []
+    assert decision.status.phase == "Queued"
+    assert decision.requeue_after
     assert conditions(decision)[r.SCHEDULED][1] == r.QUEUED
 
 
 def test_unschedulable_pod_message_is_copied() -> None:
     raw = spec()
-    pod = PodView(name="p", phase="Pending", created="1", unschedulable="0/8 nodes are available: 8 Insufficient nvidia.com/gpu.")
+    pod = PodView(
+        name="p",
+        phase="Pending",
+        created="1",
+        unschedulable="0/8 nodes are available: 8 Insufficient nvidia.com/gpu.",
+    )
     decision = reconcile_engine(observe(raw, jobs=(job_for(raw, active=1, pods=(pod,)),)), CFG, NOW)
     scheduled = conditions(decision)[r.SCHEDULED]
-    assert scheduled[:2] == ("False", r.UNSCHEDULABLE) and "Insufficient nvidia.com/gpu" in scheduled[2]
+    assert scheduled[:2] == ("False", r.UNSCHEDULABLE)
+    assert "Insufficient nvidia.com/gpu" in scheduled[2]
     assert decision.create == []
 
 
 def test_retrying_job_is_not_yet_failed() -> None:
     raw = spec()
-    failed = PodView(name="a", phase="Failed", created="1", exit_code=1, message=result(False, r.STEP_FAILED, "build failed (exit 1): boom"))
+    failed = PodView(
+        name="a",
+        phase="Failed",
+        created="1",
+        exit_code=1,
+        message=result(False, r.STEP_FAILED, "build failed (exit 1): boom"),
+    )
     running = PodView(name="b", phase="Running", created="2", node="sim-h100-0")
-    decision = reconcile_engine(observe(raw, jobs=(job_for(raw, active=1, failed=1, pods=(failed, running)),)), CFG, NOW)
+    decision = reconcile_engine(
+        observe(raw, jobs=(job_for(raw, active=1, failed=1, pods=(failed, running)),)), CFG, NOW
+    )
     cond = conditions(decision)
-    assert cond[r.BUILT][:2] == ("Unknown", r.BUILD_RETRYING) and "boom" in cond[r.BUILT][2]
-    assert cond[r.STALLED][0] == "False" and cond[r.RECONCILING][0] == "True"
+    assert cond[r.BUILT][:2] == ("Unknown", r.BUILD_RETRYING)
+    assert "boom" in cond[r.BUILT][2]
+    assert cond[r.STALLED][0] == "False"
+    assert cond[r.RECONCILING][0] == "True"
 
 
 def test_failed_job_is_stalled_with_the_builders_reason() -> None:
     raw = spec()
-    pod = PodView(name="a", phase="Failed", created="1", exit_code=10,
-                  message=result(False, r.INCOMPATIBLE_GPU, "precision fp8 needs compute capability ≥ 8.9; this node has NVIDIA A100-SXM4-80GB (8.0)"))
-    decision = reconcile_engine(observe(raw, jobs=(job_for(raw, failed=1, failed_final=True, pods=(pod,)),)), CFG, NOW)
+    pod = PodView(
+        name="a",
+        phase="Failed",
+        created="1",
+        exit_code=10,
+        message=result(
+            False,
+            r.INCOMPATIBLE_GPU,
+            "precision fp8 needs compute capability ≥ 8.9; this node has NVIDIA A100-SXM4-80GB (8.0)",
+        ),
+    )
+    decision = reconcile_engine(
+        observe(raw, jobs=(job_for(raw, failed=1, failed_final=True, pods=(pod,)),)), CFG, NOW
+    )
     cond = conditions(decision)
-    assert cond[r.STALLED][:2] == ("True", r.INCOMPATIBLE_GPU) and "this node has NVIDIA A100" in cond[r.STALLED][2]
-    assert decision.status.phase == "Failed" and [e.type for e in decision.events] == ["Warning"]
+    assert cond[r.STALLED][:2] == ("True", r.INCOMPATIBLE_GPU)
+    assert "this node has NVIDIA A100" in cond[r.STALLED][2]
+    assert decision.status.phase == "Failed"
+    assert [e.type for e in decision.events] == ["Warning"]
 
 
 def test_failed_job_without_result_uses_the_log_tail() -> None:
     raw = spec()
     pod = PodView(name="a", phase="Failed", created="1", exit_code=137, message="Killed\nOOM")
-    decision = reconcile_engine(observe(raw, jobs=(job_for(raw, failed=1, failed_final=True, failure_reason="BackoffLimitExceeded", pods=(pod,)),)), CFG, NOW)
-    assert conditions(decision)[r.STALLED][1] == r.BUILD_FAILED and "OOM" in conditions(decision)[r.STALLED][2]
+    decision = reconcile_engine(
+        observe(
+            raw,
+            jobs=(
+                job_for(raw, failed=1, failed_final=True, failure_reason="BackoffLimitExceeded", pods=(pod,)),
+            ),
+        ),
+        CFG,
+        NOW,
+    )
+    assert conditions(decision)[r.STALLED][1] == r.BUILD_FAILED
+    assert "OOM" in conditions(decision)[r.STALLED][2]
 
 
 def test_succeeded_job_promotes_the_engine() -> None:
     raw = spec()
     pod = PodView(name="a", phase="Succeeded", created="1", exit_code=0, message=result())
-    decision = reconcile_engine(observe(raw, jobs=(job_for(raw, complete=True, succeeded=1, pods=(pod,), completion_time="2026-11-26T11:59:00Z"),)), CFG, NOW)
+    decision = reconcile_engine(
+        observe(
+            raw,
+            jobs=(
+                job_for(raw, complete=True, succeeded=1, pods=(pod,), completion_time="2026-11-26T11:59:00Z"),
+            ),
+        ),
+        CFG,
+        NOW,
+    )
     engine = decision.status.engine
-    assert engine is not None and engine.uri == "pvc://engines/engines/llama/abc" and engine.sha256 == "f" * 64
-    assert engine.builtAt == "2026-11-26T11:59:00Z" and engine.validated is False and engine.revision == 1
+    assert engine is not None
+    assert engine.uri == "pvc://engines/engines/llama/abc"
+    assert engine.sha256 == "f" * 64
+    assert engine.builtAt == "2026-11-26T11:59:00Z"
+    assert engine.validated is False
+    assert engine.revision == 1
     cond = conditions(decision)
-    assert cond[r.READY][:2] == ("True", r.ENGINE_PROMOTED) and cond[r.VALIDATED][1] == r.NOT_CONFIGURED
+    assert cond[r.READY][:2] == ("True", r.ENGINE_PROMOTED)
+    assert cond[r.VALIDATED][1] == r.NOT_CONFIGURED
     assert r.ENGINE_PROMOTED in [e.reason for e in decision.events]
 
 
@@ -143,7 +232,8 @@ def test_succeeded_job_with_garbage_result_is_not_trusted() -> None:
     raw = spec()
     pod = PodView(name="a", phase="Succeeded", created="1", exit_code=0, message="not json")
     decision = reconcile_engine(observe(raw, jobs=(job_for(raw, complete=True, pods=(pod,)),)), CFG, NOW)
-    assert decision.status.engine is None and conditions(decision)[r.STALLED][0] == "True"
+    assert decision.status.engine is None
+    assert conditions(decision)[r.STALLED][0] == "True"
 
 
 def _promoted(raw: dict[str, Any]) -> dict[str, Any]:
@@ -158,27 +248,38 @@ def test_spec_change_starts_a_new_revision_and_keeps_the_promoted_engine() -> No
     new_raw = spec(calibration={"dataset": "pvc://models/calib", "size": 128})
     old_job = job_for(old_raw, complete=True)
     decision = reconcile_engine(observe(new_raw, status, generation=2, jobs=(old_job,)), CFG, NOW)
-    assert decision.status.revision == 2 and decision.status.engine is not None and decision.status.engine.revision == 1
-    assert decision.delete_jobs == [old_job.name] and decision.create[-1]["kind"] == "Job"
+    assert decision.status.revision == 2
+    assert decision.status.engine is not None
+    assert decision.status.engine.revision == 1
+    assert decision.delete_jobs == [old_job.name]
+    assert decision.create[-1]["kind"] == "Job"
     assert decision.create[-1]["metadata"]["labels"]["trtllm.dev/revision"] == "2"
     assert r.NEW_REVISION in [e.reason for e in decision.events]
     # Back to the old spec: instantly Ready on the promoted engine, nothing to build.
-    back = reconcile_engine(observe(old_raw, decision.status.model_dump(mode="json", exclude_none=True), generation=3), CFG, NOW)
-    assert back.create == [] and back.status.revision == 1 and conditions(back)[r.READY][0] == "True"
+    back = reconcile_engine(
+        observe(old_raw, decision.status.model_dump(mode="json", exclude_none=True), generation=3), CFG, NOW
+    )
+    assert back.create == []
+    assert back.status.revision == 1
+    assert conditions(back)[r.READY][0] == "True"
 
 
 def test_job_deleted_by_hand_is_recreated_with_an_event() -> None:
     raw = spec()
     first = reconcile_engine(observe(raw), CFG, NOW)
     again = reconcile_engine(observe(raw, first.status.model_dump(mode="json", exclude_none=True)), CFG, NOW)
-    assert again.create[-1]["kind"] == "Job" and r.JOB_MISSING in [e.reason for e in again.events]
+    assert again.create[-1]["kind"] == "Job"
+    assert r.JOB_MISSING in [e.reason for e in again.events]
 
 
 def test_last_transition_time_survives_an_unchanged_status() -> None:
     raw = spec()
     first = reconcile_engine(observe(raw, nodes=A100_ONLY), CFG, NOW)
-    later = reconcile_engine(observe(raw, first.status.model_dump(mode="json", exclude_none=True), nodes=A100_ONLY),
-                             CFG, NOW + timedelta(minutes=5))
+    later = reconcile_engine(
+        observe(raw, first.status.model_dump(mode="json", exclude_none=True), nodes=A100_ONLY),
+        CFG,
+        NOW + timedelta(minutes=5),
+    )
     before = {c.type: c.lastTransitionTime for c in first.status.conditions}
     assert {c.type: c.lastTransitionTime for c in later.status.conditions} == before
 
@@ -187,10 +288,15 @@ def test_deletion_policy_drives_the_finalizer_and_cleanup() -> None:
     raw = spec(deletionPolicy="Delete")
     assert reconcile_engine(observe(raw), CFG, NOW).add_finalizer
     deleting = reconcile_engine(observe(raw, deleting=True, has_finalizer=True), CFG, NOW)
-    assert deleting.create[0]["metadata"]["name"] == "llama-cleanup" and not deleting.remove_finalizer
+    assert deleting.create[0]["metadata"]["name"] == "llama-cleanup"
+    assert not deleting.remove_finalizer
     cleaned = JobView(name="llama-cleanup", config_hash="", revision=0, complete=True)
-    assert reconcile_engine(observe(raw, deleting=True, has_finalizer=True, cleanup_job=cleaned), CFG, NOW).remove_finalizer
-    assert reconcile_engine(observe(spec(deletionPolicy="Retain"), has_finalizer=True), CFG, NOW).remove_finalizer
+    assert reconcile_engine(
+        observe(raw, deleting=True, has_finalizer=True, cleanup_job=cleaned), CFG, NOW
+    ).remove_finalizer
+    assert reconcile_engine(
+        observe(spec(deletionPolicy="Retain"), has_finalizer=True), CFG, NOW
+    ).remove_finalizer
 
 
 def test_gate_failure_keeps_previous_revision_and_stalls() -> None:
@@ -201,8 +307,13 @@ def test_gate_failure_keeps_previous_revision_and_stalls() -> None:
     bench = ResultBenchmark(out_tps=6000, isl=128, osl=128, conc=64)
     message = BuildResult.model_validate_json(result()).model_copy(update={"bench": bench}).to_message()
     pod = PodView(name="a", phase="Succeeded", created="1", exit_code=0, message=message)
-    decision = reconcile_engine(observe(raw, status, generation=2, jobs=(job_for(raw, 2, complete=True, pods=(pod,)),)), CFG, NOW)
-    assert decision.status.engine is not None and decision.status.engine.revision == 1
-    assert decision.status.candidate is not None and decision.status.candidate.revision == 2
+    decision = reconcile_engine(
+        observe(raw, status, generation=2, jobs=(job_for(raw, 2, complete=True, pods=(pod,)),)), CFG, NOW
+    )
+    assert decision.status.engine is not None
+    assert decision.status.engine.revision == 1
+    assert decision.status.candidate is not None
+    assert decision.status.candidate.revision == 2
     stalled = conditions(decision)[r.STALLED]
-    assert stalled[:2] == ("True", r.THROUGHPUT_BELOW_TARGET) and "revision 1 stays promoted" in stalled[2]
+    assert stalled[:2] == ("True", r.THROUGHPUT_BELOW_TARGET)
+    assert "revision 1 stays promoted" in stalled[2]

@@ -9,20 +9,37 @@ from trtllm_operator.api import reasons as r
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-ENGINE_SPEC = {"model": {"source": "pvc://models/llama"}, "image": "img:1.2.0", "precision": "fp8",
-               "parallelism": {"tensor": 2}, "storage": {"existingClaim": "engines"}}
+ENGINE_SPEC = {
+    "model": {"source": "pvc://models/llama"},
+    "image": "img:1.2.0",
+    "precision": "fp8",
+    "parallelism": {"tensor": 2},
+    "storage": {"existingClaim": "engines"},
+}
 
 
-def engine(revision: int = 1, validated: bool = True, cc: str = "9.0", promoted: bool = True) -> dict[str, Any]:
+def engine(
+    revision: int = 1, validated: bool = True, cc: str = "9.0", promoted: bool = True
+) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Ready" if promoted else "Building", "conditions": []}
     if promoted:
-        status["engine"] = {"revision": revision, "uri": f"pvc://engines/engines/llama/h{revision}", "sha256": "a" * 64,
-                            "image": "img:1.2.0", "computeCapability": cc, "validated": validated}
+        status["engine"] = {
+            "revision": revision,
+            "uri": f"pvc://engines/engines/llama/h{revision}",
+            "sha256": "a" * 64,
+            "image": "img:1.2.0",
+            "computeCapability": cc,
+            "validated": validated,
+        }
     return {"spec": ENGINE_SPEC, "status": status}
 
 
-def observe(spec: dict[str, Any], engines: dict[str, Any], deployments: dict[str, Any] | None = None,
-            status: dict[str, Any] | None = None) -> ServiceObservation:
+def observe(
+    spec: dict[str, Any],
+    engines: dict[str, Any],
+    deployments: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+) -> ServiceObservation:
     return ServiceObservation("ns", "chat", "uid-s", 1, spec, status or {}, engines, deployments or {})
 
 
@@ -32,57 +49,103 @@ def cond(decision: Any, type_: str) -> tuple[str, str, str]:
 
 
 def deployment(name: str, replicas: int, ready: int, generation: int = 1) -> dict[str, Any]:
-    return {"metadata": {"name": name, "generation": generation},
-            "spec": {"replicas": replicas},
-            "status": {"observedGeneration": generation, "replicas": replicas, "readyReplicas": ready,
-                       "updatedReplicas": replicas, "availableReplicas": ready}}
+    return {
+        "metadata": {"name": name, "generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+            "availableReplicas": ready,
+        },
+    }
 
 
 def test_serves_promoted_engine_pinned_to_its_architecture() -> None:
-    decision = reconcile_service(observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}), NOW)
+    decision = reconcile_service(
+        observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}), NOW
+    )
     kinds = [o["kind"] for o in decision.apply]
     assert kinds == ["Service", "Deployment"]
     dep = decision.apply[1]
-    assert dep["metadata"]["name"] == "chat-sm90" and dep["spec"]["replicas"] == 2
-    terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert dep["metadata"]["name"] == "chat-sm90"
+    assert dep["spec"]["replicas"] == 2
+    terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
     expressions = {e["key"]: e["values"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
     assert expressions == {"nvidia.com/gpu.compute.major": ["9"], "nvidia.com/gpu.compute.minor": ["0"]}
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:2] == ["trtllm-serve", "/engines/engines/llama/h1"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2" and container["image"] == "img:1.2.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert container["image"] == "img:1.2.0"
     assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    assert decision.status.url == "http://chat.ns.svc.cluster.local:8000/v1" and decision.status.engineRevision == 1
-    assert cond(decision, r.READY)[0] == "False" and cond(decision, r.RECONCILING)[0] == "True"
+    assert decision.status.url == "http://chat.ns.svc.cluster.local:8000/v1"
+    assert decision.status.engineRevision == 1
+    assert cond(decision, r.READY)[0] == "False"
+    assert cond(decision, r.RECONCILING)[0] == "True"
 
 
 def test_ready_only_when_rollout_complete() -> None:
     deps = {"chat-sm90": deployment("chat-sm90", 2, 2)}
-    decision = reconcile_service(observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}, deps), NOW)
+    decision = reconcile_service(
+        observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}, deps), NOW
+    )
     assert cond(decision, r.READY)[:2] == ("True", r.DEPLOYMENT_AVAILABLE)
     assert decision.status.readyReplicas == 2
     half = {"chat-sm90": deployment("chat-sm90", 2, 1)}
-    assert cond(reconcile_service(observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}, half), NOW),
-                r.READY)[0] == "False"
+    assert (
+        cond(
+            reconcile_service(
+                observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}, half), NOW
+            ),
+            r.READY,
+        )[0]
+        == "False"
+    )
 
 
 def test_stalled_rollout_is_reported() -> None:
     stuck = deployment("chat-sm90", 2, 0)
-    stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                                      "message": "ReplicaSet has timed out progressing."}]
-    decision = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": engine()}, {"chat-sm90": stuck}), NOW)
-    assert cond(decision, r.STALLED)[:2] == ("True", r.ROLLOUT_STALLED) and "timed out" in cond(decision, r.STALLED)[2]
+    stuck["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": "ReplicaSet has timed out progressing.",
+        }
+    ]
+    decision = reconcile_service(
+        observe({"engineRef": {"name": "llama"}}, {"llama": engine()}, {"chat-sm90": stuck}), NOW
+    )
+    assert cond(decision, r.STALLED)[:2] == ("True", r.ROLLOUT_STALLED)
+    assert "timed out" in cond(decision, r.STALLED)[2]
 
 
 def test_missing_unready_and_unvalidated_engines() -> None:
     missing = reconcile_service(observe({"engineRef": {"name": "nope"}}, {"nope": None}), NOW)
-    assert cond(missing, r.STALLED)[:2] == ("True", r.ENGINE_NOT_FOUND) and missing.apply == []
-    building = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": engine(promoted=False)}), NOW)
-    assert cond(building, r.RECONCILING)[:2] == ("True", r.ENGINE_NOT_READY) and building.apply == []
-    unvalidated = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": engine(validated=False)}), NOW)
-    assert cond(unvalidated, r.STALLED)[1] == r.ENGINE_NOT_VALIDATED and "allowUnvalidatedEngines" in cond(unvalidated, r.STALLED)[2]
-    allowed = reconcile_service(observe({"engineRef": {"name": "llama"}, "allowUnvalidatedEngines": True},
-                                        {"llama": engine(validated=False)}), NOW)
-    assert allowed.apply and cond(allowed, r.UNVALIDATED_ENGINE)[0] == "True"
+    assert cond(missing, r.STALLED)[:2] == ("True", r.ENGINE_NOT_FOUND)
+    assert missing.apply == []
+    building = reconcile_service(
+        observe({"engineRef": {"name": "llama"}}, {"llama": engine(promoted=False)}), NOW
+    )
+    assert cond(building, r.RECONCILING)[:2] == ("True", r.ENGINE_NOT_READY)
+    assert building.apply == []
+    unvalidated = reconcile_service(
+        observe({"engineRef": {"name": "llama"}}, {"llama": engine(validated=False)}), NOW
+    )
+    assert cond(unvalidated, r.STALLED)[1] == r.ENGINE_NOT_VALIDATED
+    assert "allowUnvalidatedEngines" in cond(unvalidated, r.STALLED)[2]
+    allowed = reconcile_service(
+        observe(
+            {"engineRef": {"name": "llama"}, "allowUnvalidatedEngines": True},
+            {"llama": engine(validated=False)},
+        ),
+        NOW,
+    )
+    assert allowed.apply
+    assert cond(allowed, r.UNVALIDATED_ENGINE)[0] == "True"
 
 
 def test_one_deployment_per_architecture_behind_one_service() -> None:
@@ -93,17 +156,24 @@ def test_one_deployment_per_architecture_behind_one_service() -> None:
 
 
 def test_autoscaling_leaves_replicas_to_the_hpa() -> None:
-    spec = {"engineRef": {"name": "llama"}, "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
-            "resources": {"requests": {"cpu": "4"}}}
+    spec = {
+        "engineRef": {"name": "llama"},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
+        "resources": {"requests": {"cpu": "4"}},
+    }
     decision = reconcile_service(observe(spec, {"llama": engine()}), NOW)
     dep = next(o for o in decision.apply if o["kind"] == "Deployment")
     hpa = next(o for o in decision.apply if o["kind"] == "HorizontalPodAutoscaler")
-    assert "replicas" not in dep["spec"] and hpa["spec"]["maxReplicas"] == 4
+    assert "replicas" not in dep["spec"]
+    assert hpa["spec"]["maxReplicas"] == 4
 
 
 def test_new_revision_rolls_out_with_an_event() -> None:
     status = {"engineRevision": 1}
-    decision = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": engine(revision=2)}, status=status), NOW)
-    assert decision.status.engineRevision == 2 and [e.reason for e in decision.events] == ["RollingOut"]
+    decision = reconcile_service(
+        observe({"engineRef": {"name": "llama"}}, {"llama": engine(revision=2)}, status=status), NOW
+    )
+    assert decision.status.engineRevision == 2
+    assert [e.reason for e in decision.events] == ["RollingOut"]
     dep = next(o for o in decision.apply if o["kind"] == "Deployment")
     assert dep["spec"]["template"]["metadata"]["annotations"]["trtllm.dev/engine-uri"].endswith("/h2")

@@ -424,7 +424,8 @@ class TestPytorchSteps:
         )
         plan = plan_of(spec)
         assert [s.name for s in plan.steps] == [
-            "download", "quantize", "export", "verify", "dataset", "benchmark", "accuracy", "accuracy", "accuracy"
+            "download", "quantize", "export", "verify",
+            "dataset", "benchmark", "accuracy", "accuracy", "accuracy",
         ]  # fmt: skip
         assert step(plan, "export").argv == []  # in-process: links the verified checkpoint into staging
         assert step(plan, "quantize").argv == [

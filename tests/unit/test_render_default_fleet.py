@@ -17,10 +17,14 @@ def test_worked_example_renders_against_the_default_fleet() -> None:
     assert run_render(str(DEMO / "10-llama-fp8-h100.yaml"), None, out) == 0
     objects = [o for o in yaml.safe_load_all(out.getvalue()) if o]
     job = next(o for o in objects if o["kind"] == "Job")
-    terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    terms = job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
     keys = {e["key"]: e["values"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
-    assert keys["nvidia.com/gpu.compute.major"] == ["9"] and keys["nvidia.com/gpu.compute.minor"] == ["0"]
-    assert "--gemm_swiglu_plugin fp8" in out.getvalue() and "# target:" in out.getvalue()
+    assert keys["nvidia.com/gpu.compute.major"] == ["9"]
+    assert keys["nvidia.com/gpu.compute.minor"] == ["0"]
+    assert "--gemm_swiglu_plugin fp8" in out.getvalue()
+    assert "# target:" in out.getvalue()
 
 
 def test_no_fit_against_the_default_fleet_exits_nonzero(tmp_path: Path, capsys: object) -> None:

@@ -45,4 +45,5 @@ def test_close_wakes_waiters() -> None:
     thread.start()
     queue.close()
     thread.join(2)
-    assert got == [None] and not thread.is_alive()
+    assert got == [None]
+    assert not thread.is_alive()

@@ -4,9 +4,6 @@ Every string has a maxLength and every list a maxItems: the API server bounds th
 by them, and a missing bound makes it refuse the CRD.
 """
 
-# Field names are the API's camelCase (what users write in YAML), not Python's snake_case.
-# ruff: noqa: N815
-
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal

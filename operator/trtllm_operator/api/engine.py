@@ -5,9 +5,6 @@ and their descriptions are what ``kubectl explain trtengine.spec`` prints. CEL r
 requests at admission with a message that names the field and the fix.
 """
 
-# Field names are the API's camelCase (what users write in YAML), not Python's snake_case.
-# ruff: noqa: N815
-
 from __future__ import annotations
 
 from typing import Literal

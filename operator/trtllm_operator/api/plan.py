@@ -50,7 +50,9 @@ class PlanModelSource(PlanModel):
     architecture: str | None = None
     domain: Domain = "general"
     local_dir: str = Field(description="Where the HF checkpoint is (or is downloaded to) inside the pod.")
-    token_env: str | None = Field(default=None, description="Env var holding the HF token, when one is referenced.")
+    token_env: str | None = Field(
+        default=None, description="Env var holding the HF token, when one is referenced."
+    )
 
 
 class PlanCalibration(PlanModel):
@@ -90,7 +92,9 @@ class BuildPlan(PlanModel):
     model: PlanModelSource
     calibration: PlanCalibration | None = None
     paths: PlanPaths
-    build_flags: dict[str, str] = Field(default_factory=dict, description="Final trtllm-build flags (preset + overrides).")
+    build_flags: dict[str, str] = Field(
+        default_factory=dict, description="Final trtllm-build flags (preset + overrides)."
+    )
     accept_inflight_batching_disabled: bool = False
     steps: list[PlanStep]
     accuracy: AccuracyValidation | None = None

@@ -4,9 +4,6 @@ Serving pods mount the promoted engine and are pinned to the GPU architecture it
 engine built on 9.0 must never land on an 8.9 node.
 """
 
-# Field names are the API's camelCase (what users write in YAML), not Python's snake_case.
-# ruff: noqa: N815
-
 from __future__ import annotations
 
 from pydantic import Field

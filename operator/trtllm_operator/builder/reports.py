@@ -179,7 +179,11 @@ def parse_score_line(line: str) -> Score | None:
         if task is None:
             name = match.group(1)
             return Score(_LM_EVAL_TASKS.get(name, name), metric, _fraction(float(match.group(2))))
-        return Score(task, metric, float(match.group(1)) if metric == "perplexity" else _fraction(float(match.group(1))))
+        return Score(
+            task,
+            metric,
+            float(match.group(1)) if metric == "perplexity" else _fraction(float(match.group(1))),
+        )
     return None
 
 

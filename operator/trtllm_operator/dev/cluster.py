@@ -105,7 +105,9 @@ class LocalCluster:
         self._wait_https("kube-controller-manager", self.ports.controller_manager, timeout)
         self._wait_https("kube-scheduler", self.ports.scheduler, timeout)
         self._wait_http("kwok", f"http://127.0.0.1:{self.ports.kwok}/healthz", timeout)
-        self._start("sim-executor", [sys.executable, "-m", "trtllm_operator.dev.executor", str(self.kubeconfig)])
+        self._start(
+            "sim-executor", [sys.executable, "-m", "trtllm_operator.dev.executor", str(self.kubeconfig)]
+        )
         self._wait("sim-executor", self._storage_class_ready, timeout)
         self.apply_fleet(fleet or builtin_fleet("default"))
         _say(f"cluster ready in {time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}")
@@ -144,8 +146,15 @@ class LocalCluster:
     def _certificates(self, pki_dir: Path) -> dict[str, pki.Issued]:
         ca = pki.Authority(pki_dir)
         pki.service_account_keys(pki_dir)
-        hosts = ["127.0.0.1", "localhost", "10.96.0.1", "kubernetes", "kubernetes.default",
-                 "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+        hosts = [
+            "127.0.0.1",
+            "localhost",
+            "10.96.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
         certs = {
             "apiserver": ca.issue("apiserver", "kube-apiserver", hosts=hosts),
             "admin": ca.issue("admin", "kubernetes-admin", "system:masters"),
@@ -167,10 +176,16 @@ class LocalCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [
-                {"name": "trtllm-local", "cluster": {"server": self.server, "certificate-authority-data": b64(ca)}}
+                {
+                    "name": "trtllm-local",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64(ca)},
+                }
             ],
             "users": [
-                {"name": user, "user": {"client-certificate-data": b64(issued.cert), "client-key-data": b64(issued.key)}}
+                {
+                    "name": user,
+                    "user": {"client-certificate-data": b64(issued.cert), "client-key-data": b64(issued.key)},
+                }
             ],
             "contexts": [{"name": "trtllm-local", "context": {"cluster": "trtllm-local", "user": user}}],
             "current-context": "trtllm-local",
@@ -263,8 +278,12 @@ class LocalCluster:
     # ----------------------------------------------------------------- processes
     def _start(self, name: str, argv: list[str]) -> None:
         log = self._log(name).open("ab")
-        process = subprocess.Popen(  # noqa: S603 - argv built above from our own paths
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        process = subprocess.Popen(  # argv built above from our own paths (S603 is off project-wide)
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             cwd=self.state_dir,
         )
         self._processes[name] = process
@@ -302,7 +321,9 @@ class LocalCluster:
     def _ssl_context(self, client: bool) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.state_dir / "pki" / "ca.crt"))
         if client:
-            context.load_cert_chain(self.state_dir / "pki" / "admin.crt", self.state_dir / "pki" / "admin.key")
+            context.load_cert_chain(
+                self.state_dir / "pki" / "admin.crt", self.state_dir / "pki" / "admin.key"
+            )
         return context
 
     def _get(self, url: str, *, client: bool = False, verify: bool = True) -> int:
@@ -326,7 +347,9 @@ class LocalCluster:
             except (OSError, ssl.SSLError, urllib.error.URLError) as error:
                 last = str(error)
             time.sleep(0.25)
-        raise ClusterError(f"{name} not healthy after {timeout:.0f} s ({last}); last log lines:\n{self._tail(name)}")
+        raise ClusterError(
+            f"{name} not healthy after {timeout:.0f} s ({last}); last log lines:\n{self._tail(name)}"
+        )
 
     def _wait_http(self, name: str, url: str, timeout: float) -> None:
         self._wait(name, lambda: self._get(url), timeout)
@@ -338,9 +361,11 @@ class LocalCluster:
         self._wait("kube-apiserver", lambda: self._get(f"{self.server}/readyz", client=True), timeout)
 
     def _storage_class_ready(self) -> int:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        api = client.StorageV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        from trtllm_operator.k8s import new_api_client
+
+        api = client.StorageV1Api(new_api_client(self.kubeconfig))
         try:
             api.read_storage_class("sim-local")
             return 200
@@ -359,16 +384,20 @@ class LocalCluster:
         return apply_nodes(self.kubeconfig, fleet_nodes(fleet), wait=wait)
 
 
-def apply_nodes(kubeconfig: Path, nodes: Iterable[dict[str, Any]], *, wait: bool = True, timeout: float = 60) -> list[str]:
+def apply_nodes(
+    kubeconfig: Path, nodes: Iterable[dict[str, Any]], *, wait: bool = True, timeout: float = 60
+) -> list[str]:
     """Create Node objects and set their status (capacity/allocatable); KWOK then keeps them Ready."""
-    from kubernetes import client, config  # the dev tooling's only API client use
+    from kubernetes import client
 
-    api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    from trtllm_operator.k8s import as_body, new_api_client, required
+
+    api = client.CoreV1Api(new_api_client(kubeconfig))
     names = []
     for node in nodes:
         body = {k: v for k, v in node.items() if k != "status"}
         try:
-            api.create_node(body)
+            api.create_node(as_body(body))
         except client.ApiException as error:
             if error.status != 409:
                 raise
@@ -380,13 +409,15 @@ def apply_nodes(kubeconfig: Path, nodes: Iterable[dict[str, Any]], *, wait: bool
         pending = set(names)
         while pending and time.monotonic() < deadline:
             for item in api.list_node().items:
-                ready = any(c.type == "Ready" and c.status == "True" for c in item.status.conditions or [])
-                if ready:
-                    pending.discard(item.metadata.name)
+                conditions = required(item.status, "status").conditions or []
+                if any(c.type == "Ready" and c.status == "True" for c in conditions):
+                    pending.discard(required(item.metadata, "metadata").name)
             if pending:
                 time.sleep(0.5)
         if pending:
-            raise ClusterError(f"nodes not Ready after {timeout:.0f} s (is kwok running?): {sorted(pending)[:5]}")
+            raise ClusterError(
+                f"nodes not Ready after {timeout:.0f} s (is kwok running?): {sorted(pending)[:5]}"
+            )
     return names
 
 

@@ -37,14 +37,28 @@ def _say(text: str) -> None:
 class Demo:
     def __init__(self) -> None:
         self.cluster = LocalCluster()
-        self.bin = Path(subprocess.run(["bash", str(REPO_ROOT / "hack" / "build-binaries.sh")], check=True,
-                                       stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
-        self.env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "PATH": f"{self.bin}:{os.environ['PATH']}"}
+        self.bin = Path(
+            subprocess.run(
+                ["bash", str(REPO_ROOT / "hack" / "build-binaries.sh")],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "PATH": f"{self.bin}:{os.environ['PATH']}",
+        }
 
     def kubectl(self, *args: str, check: bool = True, show: bool = True) -> subprocess.CompletedProcess[str]:
         if show:
             print(f"$ kubectl {' '.join(args)}", flush=True)
-        result = subprocess.run([str(self.bin / "kubectl"), *args], env=self.env, text=True, capture_output=True)
+        result = subprocess.run(
+            [str(self.bin / "kubectl"), *args], env=self.env, text=True, capture_output=True
+        )
         if show:
             print((result.stdout + result.stderr).rstrip(), flush=True)
         if check and result.returncode != 0:
@@ -67,20 +81,26 @@ class Demo:
             time.sleep(1)
         print(f"(gave up waiting for {what} after {timeout:.0f} s)")
 
+    def _models_claim(self) -> dict[str, Any]:
+        out = self.kubectl("get", "pvc", "models", "-n", NAMESPACE, "-o", "json", show=False).stdout
+        claim: dict[str, Any] = json.loads(out)
+        return claim
+
     def seed_models(self) -> None:
-        """Tiny stand-in checkpoints and calibration text on the `models` volume (the sim provisioner's hostPath)."""
-        claim = json.loads(self.kubectl("get", "pvc", "models", "-n", NAMESPACE, "-o", "json", show=False).stdout)
-        self.wait(lambda: json.loads(self.kubectl("get", "pvc", "models", "-n", NAMESPACE, "-o", "json",
-                                                  show=False).stdout)["spec"].get("volumeName"), 30, "models volume")
-        claim = json.loads(self.kubectl("get", "pvc", "models", "-n", NAMESPACE, "-o", "json", show=False).stdout)
-        pv = json.loads(self.kubectl("get", "pv", claim["spec"]["volumeName"], "-o", "json", show=False).stdout)
+        """Tiny stand-in checkpoints and calibration text on the `models` volume (its hostPath in the sim)."""
+        self.wait(lambda: self._models_claim()["spec"].get("volumeName"), 30, "models volume")
+        volume = self._models_claim()["spec"]["volumeName"]
+        pv = json.loads(self.kubectl("get", "pv", volume, "-o", "json", show=False).stdout)
         root = Path(pv["spec"]["hostPath"]["path"])
         for name, arch in MODELS.items():
             (root / name).mkdir(parents=True, exist_ok=True)
-            (root / name / "config.json").write_text(json.dumps({"architectures": [arch], "torch_dtype": "bfloat16",
-                                                                 "num_hidden_layers": 4}))
-        for domain, text in {"chat": "User: how do I reset my password?\nAssistant: Open settings.\n",
-                             "code": "def add(a, b):\n    return a + b\n"}.items():
+            (root / name / "config.json").write_text(
+                json.dumps({"architectures": [arch], "torch_dtype": "bfloat16", "num_hidden_layers": 4})
+            )
+        for domain, text in {
+            "chat": "User: how do I reset my password?\nAssistant: Open settings.\n",
+            "code": "def add(a, b):\n    return a + b\n",
+        }.items():
             (root / "calib" / domain).mkdir(parents=True, exist_ok=True)
             for index in range(8):
                 (root / "calib" / domain / f"{index}.txt").write_text(text * (index + 1))
@@ -89,20 +109,41 @@ class Demo:
     def run(self) -> int:
         _say("1. A real control plane (etcd, kube-apiserver, controller-manager, scheduler) + KWOK GPU fleet")
         self.cluster.up()
-        self.kubectl("get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.compute.major,"
-                     "nvidia.com/gpu.compute.minor,nvidia.com/gpu.count")
+        self.kubectl(
+            "get",
+            "nodes",
+            "-L",
+            "nvidia.com/gpu.product,nvidia.com/gpu.compute.major,"
+            "nvidia.com/gpu.compute.minor,nvidia.com/gpu.count",
+        )
         _say("2. CRDs (generated from the pydantic models)")
         self.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         _say("3. Offline render: what the operator would create for the worked example (GitOps review)")
-        render = subprocess.run([sys.executable, "-m", "trtllm_operator.cli", "render", "-f",
-                                 str(DEMO / "10-llama-fp8-h100.yaml")], text=True, capture_output=True)
-        steps = [line for line in render.stdout.splitlines() if "trtllm-build" in line or "quantize.py" in line]
+        render = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trtllm_operator.cli",
+                "render",
+                "-f",
+                str(DEMO / "10-llama-fp8-h100.yaml"),
+            ],
+            text=True,
+            capture_output=True,
+        )
+        steps = [
+            line for line in render.stdout.splitlines() if "trtllm-build" in line or "quantize.py" in line
+        ]
         print("\n".join(line.strip() for line in steps[:2]))
         _say("4. The operator")
         log_path = self.cluster.state_dir / "logs" / "operator-demo.log"
-        operator = subprocess.Popen([sys.executable, "-m", "trtllm_operator.cli", "run"], env=self.env,
-                                    stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "trtllm_operator.cli", "run"],
+            env=self.env,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         print(f"operator pid {operator.pid}, log {log_path}")
         try:
             return self._scenario()
@@ -116,39 +157,74 @@ class Demo:
         _say("5. An impossible request is stopped at the door")
         self.kubectl("apply", "-f", str(DEMO / "90-rejected-fp8-on-a100.yaml"), check=False)
         _say("6. Four engines: FP8 on H100, INT8-SQ on A100, INT4-AWQ code model, NVFP4 anywhere")
-        for name in ("10-llama-fp8-h100.yaml", "20-llama-int8sq-a100.yaml", "30-coder-mismatched-calibration.yaml",
-                     "40-nvfp4-anywhere.yaml", "50-inferenceservice.yaml"):
+        for name in (
+            "10-llama-fp8-h100.yaml",
+            "20-llama-int8sq-a100.yaml",
+            "30-coder-mismatched-calibration.yaml",
+            "40-nvfp4-anywhere.yaml",
+            "50-inferenceservice.yaml",
+        ):
             self.kubectl("apply", "-f", str(DEMO / name))
-        self.wait(lambda: all((self.engine(n).get("status") or {}).get("phase") in ("Ready", "Failed") for n in ENGINES),
-                  180, "builds")
+        self.wait(
+            lambda: all(
+                (self.engine(n).get("status") or {}).get("phase") in ("Ready", "Failed") for n in ENGINES
+            ),
+            180,
+            "builds",
+        )
         self.kubectl("get", "trte,trtis", "-n", NAMESPACE, "-o", "wide")
         self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", "-l", "trtllm.dev/component=build")
         _say("7. Why each engine is where it is")
         for name in ENGINES:
             status = self.engine(name).get("status") or {}
             ready = self.condition(name, "Ready")
-            print(f"- {name}: {status.get('phase')} on {(status.get('gpu') or {}).get('computeCapability')} "
-                  f"— {ready.get('reason')}: {ready.get('message', '')[:300]}")
+            print(
+                f"- {name}: {status.get('phase')} on {(status.get('gpu') or {}).get('computeCapability')} "
+                f"— {ready.get('reason')}: {ready.get('message', '')[:300]}"
+            )
             for warning in ("CalibrationDomainMismatch", "InflightBatchingDisabled"):
                 found = self.condition(name, warning)
                 if found.get("status") == "True":
                     print(f"    warning {warning}: {found['message'][:300]}")
             bench = status.get("benchmark")
             if bench:
-                print(f"    benchmark: {bench['outputTokensPerSecond']:.0f} output tok/s at ISL/OSL "
-                      f"{bench['isl']}/{bench['osl']}, concurrency {bench['concurrency']} (passed: {bench.get('passed')})")
+                print(
+                    f"    benchmark: {bench['outputTokensPerSecond']:.0f} output tok/s at ISL/OSL "
+                    f"{bench['isl']}/{bench['osl']}, concurrency {bench['concurrency']} "
+                    f"(passed: {bench.get('passed')})"
+                )
         _say("8. Serving: pods pinned to the architecture the engine was built on")
-        self.wait(lambda: "True" in self.kubectl("get", "trtis", "llama-70b", "-n", NAMESPACE, "-o",
-                                                 "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                                                 show=False, check=False).stdout, 90, "InferenceService Ready")
+        self.wait(
+            lambda: (
+                "True"
+                in self.kubectl(
+                    "get",
+                    "trtis",
+                    "llama-70b",
+                    "-n",
+                    NAMESPACE,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    show=False,
+                    check=False,
+                ).stdout
+            ),
+            90,
+            "InferenceService Ready",
+        )
         self.kubectl("get", "trtis", "-n", NAMESPACE)
         self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", "-l", "trtllm.dev/component=server")
         _say("Done. The cluster keeps running:")
-        print(f"  export KUBECONFIG={self.cluster.kubeconfig} PATH={self.bin}:$PATH\n"
-              f"  kubectl get trte,trtis -n {NAMESPACE}; kubectl describe trte coder-int4awq -n {NAMESPACE}\n"
-              "  make cluster-down   # stops exactly what make cluster-up started")
-        failed = [n for n in ("llama-70b-fp8", "llama-8b-int8sq", "llama-8b-nvfp4")
-                  if (self.engine(n).get("status") or {}).get("phase") != "Ready"]
+        print(
+            f"  export KUBECONFIG={self.cluster.kubeconfig} PATH={self.bin}:$PATH\n"
+            f"  kubectl get trte,trtis -n {NAMESPACE}; kubectl describe trte coder-int4awq -n {NAMESPACE}\n"
+            "  make cluster-down   # stops exactly what make cluster-up started"
+        )
+        failed = [
+            n
+            for n in ("llama-70b-fp8", "llama-8b-int8sq", "llama-8b-nvfp4")
+            if (self.engine(n).get("status") or {}).get("phase") != "Ready"
+        ]
         if failed or self.condition("coder-int4awq", "Stalled").get("reason") != "AccuracyRegression":
             print(f"demo did not reach its expected end state: {failed or 'coder-int4awq'}", file=sys.stderr)
             return 1

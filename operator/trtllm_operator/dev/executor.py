@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from kubernetes import client, config
+from kubernetes import client
 
 from trtllm_operator.api import constants as c
 from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
 from trtllm_operator.gpu.labels import GFD
+from trtllm_operator.k8s import as_body, new_api_client, required
 
 log = structlog.get_logger("sim-executor")
 REPO = Path(__file__).resolve().parents[3]
@@ -54,7 +55,7 @@ FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "
 
 class Executor:
     def __init__(self, kubeconfig: Path, state_dir: Path) -> None:
-        self.api = config.new_client_from_config(str(kubeconfig))
+        self.api = new_api_client(kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.storage = client.StorageV1Api(self.api)
         self.state_dir = state_dir
@@ -70,23 +71,35 @@ class Executor:
             directory.mkdir(parents=True, exist_ok=True)
         self._examples_tree()
         storage_class = {
-            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-            "metadata": {"name": STORAGE_CLASS,
-                         "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-            "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
         }
         try:
-            self.storage.create_storage_class(storage_class)
+            self.storage.create_storage_class(as_body(storage_class))
         except client.ApiException as error:
             if error.status != 409:
                 raise
 
     def _examples_tree(self) -> None:
-        """/app/tensorrt_llm as the stand-ins: examples/quantization/quantize.py, examples/models/core/*/convert_checkpoint.py,
-        benchmarks/cpp/prepare_dataset.py."""
-        links = {"examples/quantization/quantize.py": "quantize.py",
-                 "benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py"}
-        links.update({f"examples/models/core/{family}/convert_checkpoint.py": "convert_checkpoint.py" for family in FAMILIES})
+        """/app/tensorrt_llm as the stand-ins: examples/quantization/quantize.py,
+        examples/models/core/*/convert_checkpoint.py, benchmarks/cpp/prepare_dataset.py."""
+        links = {
+            "examples/quantization/quantize.py": "quantize.py",
+            "benchmarks/cpp/prepare_dataset.py": "prepare_dataset.py",
+        }
+        links.update(
+            {
+                f"examples/models/core/{family}/convert_checkpoint.py": "convert_checkpoint.py"
+                for family in FAMILIES
+            }
+        )
         for relative, target in links.items():
             path = self.tree / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,45 +109,58 @@ class Executor:
     # ------------------------------------------------------------------ volumes
     def provision(self) -> None:
         for pvc in self.core.list_persistent_volume_claim_for_all_namespaces().items:
-            if pvc.status.phase != "Pending" or pvc.spec.volume_name:
+            spec = required(pvc.spec, "spec")
+            if required(pvc.status, "status").phase != "Pending" or spec.volume_name:
                 continue
-            if (pvc.spec.storage_class_name or STORAGE_CLASS) != STORAGE_CLASS:
+            if (spec.storage_class_name or STORAGE_CLASS) != STORAGE_CLASS:
                 continue
-            path = self.volumes / pvc.metadata.namespace / pvc.metadata.name
+            meta = required(pvc.metadata, "metadata")
+            namespace, name = required(meta.namespace, "namespace"), required(meta.name, "name")
+            path = self.volumes / namespace / name
             path.mkdir(parents=True, exist_ok=True)
-            size = (pvc.spec.resources.requests or {}).get("storage", "1Gi")
+            size = (required(spec.resources, "spec.resources").requests or {}).get("storage", "1Gi")
             pv = {
-                "apiVersion": "v1", "kind": "PersistentVolume",
-                "metadata": {"name": f"pvc-{pvc.metadata.uid}", "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER}},
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {
+                    "name": f"pvc-{meta.uid}",
+                    "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+                },
                 "spec": {
-                    "capacity": {"storage": size}, "accessModes": pvc.spec.access_modes or ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STORAGE_CLASS,
+                    "capacity": {"storage": size},
+                    "accessModes": spec.access_modes or ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
                     "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
-                    "claimRef": {"namespace": pvc.metadata.namespace, "name": pvc.metadata.name, "uid": pvc.metadata.uid},
+                    "claimRef": {"namespace": namespace, "name": name, "uid": meta.uid},
                 },
             }
             try:
-                self.core.create_persistent_volume(pv)
-                log.info("provisioned", claim=f"{pvc.metadata.namespace}/{pvc.metadata.name}", path=str(path))
+                self.core.create_persistent_volume(as_body(pv))
+                log.info("provisioned", claim=f"{namespace}/{name}", path=str(path))
             except client.ApiException as error:
                 if error.status != 409:
                     raise
 
     def _host_path(self, namespace: str, claim: str) -> Path:
         pvc = self.core.read_namespaced_persistent_volume_claim(claim, namespace)
-        if not pvc.spec.volume_name:
+        volume_name = required(pvc.spec, "spec").volume_name
+        if not volume_name:
             raise RuntimeError(f"claim {namespace}/{claim} is not bound")
-        pv = self.core.read_persistent_volume(pvc.spec.volume_name)
-        if pv.spec.host_path is None:
-            raise RuntimeError(f"volume {pv.metadata.name} is not a local volume")
-        return Path(pv.spec.host_path.path)
+        pv = self.core.read_persistent_volume(volume_name)
+        host_path = required(pv.spec, "spec").host_path
+        if host_path is None:
+            raise RuntimeError(f"volume {required(pv.metadata, 'metadata').name} is not a local volume")
+        return Path(host_path.path)
 
     # ------------------------------------------------------------------ build pods
     def scan(self) -> None:
         selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_BUILD}"
         for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
-            key = f"{pod.metadata.namespace}/{pod.metadata.name}"
-            if pod.status.phase != "Running" or EXIT_ANNOTATION in (pod.metadata.annotations or {}):
+            meta = required(pod.metadata, "metadata")
+            key = f"{meta.namespace}/{meta.name}"
+            phase = required(pod.status, "status").phase
+            if phase != "Running" or EXIT_ANNOTATION in (meta.annotations or {}):
                 continue
             with self.lock:
                 if key in self.running:
@@ -152,7 +178,9 @@ class Executor:
             code, message = 128, f"sim executor: {error}"
         try:
             annotations = {EXIT_ANNOTATION: str(code), MESSAGE_ANNOTATION: message}
-            self.core.patch_namespaced_pod(pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}})
+            self.core.patch_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}}
+            )
             log.info("pod finished", pod=key, exit_code=code)
         except client.ApiException as error:
             if error.status != 404:
@@ -165,24 +193,26 @@ class Executor:
         return next(x for x in pod.spec.containers if x.name == "builder")
 
     def _gpus(self, pod: Any) -> list[dict[str, Any]]:
-        node = self.core.read_node(pod.spec.node_name)
-        annotations = node.metadata.annotations or {}
+        node_meta = required(self.core.read_node(pod.spec.node_name).metadata, "metadata")
+        annotations = node_meta.annotations or {}
         if ACTUAL_GPUS_ANNOTATION in annotations:
             gpus: list[dict[str, Any]] = json.loads(annotations[ACTUAL_GPUS_ANNOTATION])
         else:
-            gpus = sim_gpus_for_node_labels(node.metadata.labels or {})
+            gpus = sim_gpus_for_node_labels(node_meta.labels or {})
         limits = self._container(pod).resources.limits or {}
         return gpus[: int(limits.get(GFD.RESOURCE, "0"))]
 
     def _env(self, pod: Any) -> dict[str, str]:
         namespace = pod.metadata.namespace
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TRTLLM_SIM_", "HF_"))}
-        env.update({
-            "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO / "operator")]),
-            "PYTHONUNBUFFERED": "1",
-            "TRTLLM_SIM_GPUS": json.dumps(self._gpus(pod)),
-        })
+        env.update(
+            {
+                "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO / "operator")]),
+                "PYTHONUNBUFFERED": "1",
+                "TRTLLM_SIM_GPUS": json.dumps(self._gpus(pod)),
+            }
+        )
         for item in self._container(pod).env or []:
             if item.value is not None:
                 env[item.name] = item.value
@@ -212,7 +242,10 @@ class Executor:
                 host = self._host_path(pod.metadata.namespace, volume.persistent_volume_claim.claim_name)
                 remaps.append(f"{mount.mount_path}={host}")
             elif volume.config_map is not None and mount.mount_path == c.PLAN_MOUNT:
-                data = self.core.read_namespaced_config_map(volume.config_map.name, pod.metadata.namespace).data or {}
+                data = (
+                    self.core.read_namespaced_config_map(volume.config_map.name, pod.metadata.namespace).data
+                    or {}
+                )
                 handle, name = tempfile.mkstemp(prefix="plan-", suffix=".json")
                 os.write(handle, data[c.PLAN_FILE].encode())
                 os.close(handle)
@@ -224,13 +257,28 @@ class Executor:
     def _execute(self, pod: Any) -> tuple[int, str]:
         remaps, plan_file = self._remaps(pod)
         result_file = Path(tempfile.mkstemp(prefix="result-")[1])
-        argv = [sys.executable, "-m", "trtllm_operator.builder", "--plan", str(plan_file), "--result-file", str(result_file)]
+        argv = [
+            sys.executable,
+            "-m",
+            "trtllm_operator.builder",
+            "--plan",
+            str(plan_file),
+            "--result-file",
+            str(result_file),
+        ]
         for remap in remaps:
             argv += ["--remap", remap]
         log_path = self.pod_logs / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
-        log.info("running builder", pod=f"{pod.metadata.namespace}/{pod.metadata.name}", node=pod.spec.node_name, log=str(log_path))
+        log.info(
+            "running builder",
+            pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
+            node=pod.spec.node_name,
+            log=str(log_path),
+        )
         with log_path.open("wb") as out:
-            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(pod), cwd=REPO)
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=self._env(pod), cwd=REPO
+            )
             while process.poll() is None:
                 time.sleep(0.5)
                 if not self._pod_exists(pod):
@@ -238,7 +286,9 @@ class Executor:
                     return 137, "pod deleted"
         message = result_file.read_text() if result_file.exists() else ""
         if not message.strip():  # terminationMessagePolicy FallbackToLogsOnError
-            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[-c.RESULT_MAX_BYTES:]
+            message = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])[
+                -c.RESULT_MAX_BYTES :
+            ]
         for path in (plan_file, result_file):
             path.unlink(missing_ok=True)
         return int(process.returncode), message
@@ -247,8 +297,10 @@ class Executor:
         try:
             current = self.core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
         except client.ApiException as error:
-            return error.status != 404
-        return bool(current.metadata.uid == pod.metadata.uid and not current.metadata.deletion_timestamp)
+            status: int | None = error.status
+            return status != 404
+        meta = required(current.metadata, "metadata")
+        return bool(meta.uid == pod.metadata.uid and not meta.deletion_timestamp)
 
     def loop(self, interval: float = 0.5) -> None:
         self.prepare()

@@ -122,12 +122,20 @@ def pool_nodes(pool: Pool, start: int = 0) -> list[dict[str, Any]]:
     return nodes
 
 
-READY_CONDITION = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}
+READY_CONDITION = {
+    "type": "Ready",
+    "status": "True",
+    "reason": "KubeletReady",
+    "message": "kubelet is posting ready status",
+}
 
 
 def fleet_nodes(fleet: Fleet, *, ready: bool = False) -> list[dict[str, Any]]:
-    """The fleet's Node objects. ``ready``: include a Ready condition, as ``kubectl get nodes -o yaml`` shows a
-    healthy fleet (for offline render); nodes registered in the local cluster get theirs from KWOK."""
+    """The fleet's Node objects.
+
+    ``ready``: include a Ready condition, as ``kubectl get nodes -o yaml`` shows a healthy fleet (for
+    offline render); nodes registered in the local cluster get theirs from KWOK.
+    """
     nodes = [node for pool in fleet.pools for node in pool_nodes(pool)]
     if ready:
         for node in nodes:

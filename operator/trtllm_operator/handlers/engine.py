@@ -98,28 +98,45 @@ def apply(rt: Runtime, obj: dict[str, Any], decision: EngineDecision) -> None:
     for job in decision.delete_jobs:
         rt.kube.delete("Job", namespace, job)
     if not meta.get("deletionTimestamp") and _status_changed(obj.get("status") or {}, decision.status):
-        rt.kube.patch_custom_status(c.ENGINE_PLURAL, namespace, name,
-                                    decision.status.model_dump(mode="json", exclude_none=True))
+        rt.kube.patch_custom_status(
+            c.ENGINE_PLURAL, namespace, name, decision.status.model_dump(mode="json", exclude_none=True)
+        )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
-        log.info("event", namespace=namespace, name=name, type=event.type, reason=event.reason, message=event.message)
+        log.info(
+            "event",
+            namespace=namespace,
+            name=name,
+            type=event.type,
+            reason=event.reason,
+            message=event.message,
+        )
     if decision.remove_finalizer:
         rt.kube.set_finalizer(c.ENGINE_PLURAL, obj, c.FINALIZER, False)
 
 
-def _report_apply_failure(rt: Runtime, obj: dict[str, Any], decision: EngineDecision, error: Exception) -> None:
+def _report_apply_failure(
+    rt: Runtime, obj: dict[str, Any], decision: EngineDecision, error: Exception
+) -> None:
     """Say in status why children could not be created (the worker retries with backoff)."""
     from trtllm_operator.api import reasons as r
-    from trtllm_operator.api.conditions import set_condition
+    from trtllm_operator.api.conditions import ConditionStatus, set_condition
 
     message = f"could not create the build's objects (retrying): {str(error)[:800]}"
     status = decision.status
-    for type_, value in ((r.READY, "False"), (r.RECONCILING, "True"), (r.STALLED, "False")):
-        status.conditions = set_condition(status.conditions, type_, value, "ApplyFailed", message,  # type: ignore[arg-type]
-                                          generation=status.observedGeneration)
+    failed: tuple[tuple[str, ConditionStatus], ...] = (
+        (r.READY, "False"),
+        (r.RECONCILING, "True"),
+        (r.STALLED, "False"),
+    )
+    for type_, value in failed:
+        status.conditions = set_condition(
+            status.conditions, type_, value, "ApplyFailed", message, generation=status.observedGeneration
+        )
     meta = obj["metadata"]
-    rt.kube.patch_custom_status(c.ENGINE_PLURAL, meta["namespace"], meta["name"],
-                                status.model_dump(mode="json", exclude_none=True))
+    rt.kube.patch_custom_status(
+        c.ENGINE_PLURAL, meta["namespace"], meta["name"], status.model_dump(mode="json", exclude_none=True)
+    )
 
 
 def reconcile(rt: Runtime, key: Key) -> float | None:

@@ -46,7 +46,9 @@ class Runtime:
 
     def start(self, reconcile: Callable[[Runtime, Key], float | None]) -> None:
         for index in range(self.settings.workers):
-            thread = threading.Thread(target=self._work, args=(reconcile,), name=f"reconcile-{index}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(reconcile,), name=f"reconcile-{index}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         resync = threading.Thread(target=self._resync, name="resync", daemon=True)
@@ -80,8 +82,16 @@ class Runtime:
                 attempts = self.failures.get(key, 0) + 1
                 self.failures[key] = attempts
                 delay = min(300.0, 0.5 * 2**attempts) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter only
-                log.error("reconcile failed; retrying", kind=key[0], namespace=key[1], name=key[2],
-                          error=str(error)[:500], attempt=attempts, retry_in=round(delay, 1), exc_info=attempts == 1)
+                log.error(
+                    "reconcile failed; retrying",
+                    kind=key[0],
+                    namespace=key[1],
+                    name=key[2],
+                    error=str(error)[:500],
+                    attempt=attempts,
+                    retry_in=round(delay, 1),
+                    exc_info=attempts == 1,
+                )
                 self.queue.add(key, after=delay)
             finally:
                 self.queue.done(key)

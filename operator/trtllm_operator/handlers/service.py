@@ -32,8 +32,16 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     selector = f"{c.LABEL_SERVICE}={name},{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
     deployments = {d["metadata"]["name"]: d for d in rt.kube.list_deployments(namespace, selector)}
     meta = obj["metadata"]
-    obs = ServiceObservation(namespace, name, meta.get("uid", ""), int(meta.get("generation") or 0), spec,
-                             obj.get("status") or {}, engines, deployments)
+    obs = ServiceObservation(
+        namespace,
+        name,
+        meta.get("uid", ""),
+        int(meta.get("generation") or 0),
+        spec,
+        obj.get("status") or {},
+        engines,
+        deployments,
+    )
     decision = reconcile_service(obs, datetime.now(UTC))
     for child in decision.apply:
         if not rt.kube.create(child):
@@ -42,7 +50,9 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         rt.kube.delete(kind, namespace, child_name)
     new = decision.status.model_dump(mode="json", exclude_none=True)
     try:
-        old = InferenceServiceStatus.model_validate(obj.get("status") or {}).model_dump(mode="json", exclude_none=True)
+        old = InferenceServiceStatus.model_validate(obj.get("status") or {}).model_dump(
+            mode="json", exclude_none=True
+        )
     except ValueError:
         old = {}
     if new != old or not obj.get("status"):

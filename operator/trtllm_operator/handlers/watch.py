@@ -7,6 +7,7 @@ finalizers on user objects: what Argo CD diffs stays exactly what Git has.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -59,25 +60,27 @@ def _track(memo: kopf.Memo, kind: str, type_: str | None, body: kopf.Body) -> No
         rt.queue.add(key)
 
 
+# The event handlers' ``type`` shadows the builtin on purpose: kopf passes the event type by that keyword.
 @kopf.on.event(c.GROUP, c.VERSION, c.ENGINE_PLURAL)
-def engine_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+def engine_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _track(memo, c.ENGINE_KIND, type, body)
     rt: Runtime = memo["rt"]
     rt.enqueue_kind(c.SERVICE_KIND)  # services follow promoted engines
 
 
 @kopf.on.event(c.GROUP, c.VERSION, c.SERVICE_PLURAL)
-def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _track(memo, c.SERVICE_KIND, type, body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
-def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo["rt"]
     labels = body.metadata.labels or {}
     engine_name = labels.get(c.LABEL_ENGINE)
     namespace = body.metadata.namespace or ""
-    conditions = (body.status or {}).get("conditions") or []
+    status: Mapping[str, Any] = body.status or {}
+    conditions = status.get("conditions") or []
     finished = any(x.get("type") in ("Complete", "Failed") and x.get("status") == "True" for x in conditions)
     job_key = (namespace, body.metadata.name or "")
     with rt.lock:
@@ -92,7 +95,7 @@ def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+def node_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo["rt"]
     name = body.metadata.name or ""
     selector = rt.settings.node_selector

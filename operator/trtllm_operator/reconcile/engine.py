@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from trtllm_operator.api import constants as c
 from trtllm_operator.api import reasons as r
 from trtllm_operator.api.conditions import Condition, ConditionStatus, find, rfc3339, set_condition
-from trtllm_operator.api.engine import BuildStatus, EngineStatus, GpuStatus, TRTEngineSpec, TRTEngineStatus
+from trtllm_operator.api.engine import (
+    BuildStatus,
+    EngineStatus,
+    GpuStatus,
+    Phase,
+    TRTEngineSpec,
+    TRTEngineStatus,
+)
 from trtllm_operator.api.plan import BuildResult
 from trtllm_operator.gpu.knowledge import arch_name, parse_cc
 from trtllm_operator.gpu.labels import GpuNodeFacts
@@ -117,20 +124,26 @@ class _Status:
 
     def cond(self, type_: str, status: ConditionStatus, reason: str, message: str = "") -> None:
         self.s.conditions = set_condition(
-            self.s.conditions, type_, status, reason, message, generation=self.generation, clock=lambda: self.now
+            self.s.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation=self.generation,
+            clock=lambda: self.now,
         )
 
     def drop(self, type_: str) -> None:
         self.s.conditions = [x for x in self.s.conditions if x.type != type_]
 
-    def progressing(self, phase: str, reason: str, message: str) -> None:
-        self.s.phase = phase  # type: ignore[assignment]
+    def progressing(self, phase: Phase, reason: str, message: str) -> None:
+        self.s.phase = phase
         self.cond(r.READY, "False", reason, message)
         self.cond(r.RECONCILING, "True", reason, message)
         self.cond(r.STALLED, "False", reason, message)
 
-    def stalled(self, reason: str, message: str, phase: str = "Failed") -> None:
-        self.s.phase = phase  # type: ignore[assignment]
+    def stalled(self, reason: str, message: str, phase: Phase = "Failed") -> None:
+        self.s.phase = phase
         self.cond(r.READY, "False", reason, message)
         self.cond(r.RECONCILING, "False", reason, message)
         self.cond(r.STALLED, "True", reason, message)
@@ -160,7 +173,10 @@ def reconcile_engine(obs: EngineObservation, cfg: RenderConfig, now: datetime) -
     except ValidationError as error:
         first = error.errors()[0]
         where = "spec." + ".".join(str(p) for p in first["loc"])
-        work.stalled(r.INVALID_SPEC, f"{where}: {first['msg']} — fix the spec; the operator will not retry until it changes")
+        work.stalled(
+            r.INVALID_SPEC,
+            f"{where}: {first['msg']} — fix the spec; the operator will not retry until it changes",
+        )
         return _checked(decision)
     if obs.deleting:
         _reconcile_deletion(obs, spec, decision)
@@ -171,7 +187,12 @@ def reconcile_engine(obs: EngineObservation, cfg: RenderConfig, now: datetime) -
     _advance_revision(work, config_hash, decision)
     decision.delete_jobs = [j.name for j in obs.jobs if j.config_hash != config_hash]
     if work.s.engine is not None and work.s.engine.buildConfigHash == config_hash:
-        work.cond(r.BUILT, "True", r.BUILD_SUCCEEDED, f"engine {work.s.engine.uri} (revision {work.s.engine.revision})")
+        work.cond(
+            r.BUILT,
+            "True",
+            r.BUILD_SUCCEEDED,
+            f"engine {work.s.engine.uri} (revision {work.s.engine.revision})",
+        )
         work.ready(r.ENGINE_PROMOTED, f"serving revision {work.s.engine.revision}: {work.s.engine.uri}")
         return _checked(decision)
     job = next((j for j in obs.jobs if j.config_hash == config_hash), None)
@@ -193,23 +214,36 @@ def _advance_revision(work: _Status, config_hash: str, decision: EngineDecision)
     else:
         s.revision += 1
         if s.revision > 1:
-            decision.events.append(Event("Normal", r.NEW_REVISION, f"spec changed: building revision {s.revision} "
-                                         f"(build config {config_hash}); the promoted engine keeps serving"))
+            decision.events.append(
+                Event(
+                    "Normal",
+                    r.NEW_REVISION,
+                    f"spec changed: building revision {s.revision} "
+                    f"(build config {config_hash}); the promoted engine keeps serving",
+                )
+            )
     s.buildConfigHash = config_hash
     s.build = s.candidate = s.benchmark = s.accuracy = None
     for stale in (r.BUILT, r.VALIDATED, r.SCHEDULED, r.GPU_COMPATIBLE):
         work.drop(stale)
 
 
-def _placement(spec: TRTEngineSpec, nodes: tuple[GpuNodeFacts, ...], job: JobView | None) -> Placement | NoFit:
+def _placement(
+    spec: TRTEngineSpec, nodes: tuple[GpuNodeFacts, ...], job: JobView | None
+) -> Placement | NoFit:
     """The target of an existing Job is fixed (engines are not portable); otherwise choose from the fleet."""
     chosen = choose_target(spec, nodes)
     if job is None or job.target_cc is None:
         return chosen
     cc = parse_cc(job.target_cc)
     fitting = sum(1 for n in nodes if n.cc == cc and n.usable)
-    return Placement(cc=cc, product=job.target_product, gpus=spec.parallelism.tensor * spec.parallelism.pipeline,
-                     candidate_nodes=fitting, reason=f"fixed by build Job {job.name}: {cc} ({arch_name(cc)})")
+    return Placement(
+        cc=cc,
+        product=job.target_product,
+        gpus=spec.parallelism.tensor * spec.parallelism.pipeline,
+        candidate_nodes=fitting,
+        reason=f"fixed by build Job {job.name}: {cc} ({arch_name(cc)})",
+    )
 
 
 def _warnings(work: _Status, spec: TRTEngineSpec, placement: Placement | NoFit) -> None:
@@ -253,8 +287,10 @@ def _no_job(
     work.cond(r.GPU_COMPATIBLE, "True", r.COMPATIBLE, placement.reason)
     work.s.gpu = _gpu_status(spec, placement)
     if obs.max_concurrent_builds and obs.other_active_builds >= obs.max_concurrent_builds:
-        message = (f"{obs.other_active_builds} builds running, the operator's limit is {obs.max_concurrent_builds}; "
-                   "this build starts when one finishes")
+        message = (
+            f"{obs.other_active_builds} builds running, the operator's limit is {obs.max_concurrent_builds}; "
+            "this build starts when one finishes"
+        )
         work.cond(r.SCHEDULED, "False", r.QUEUED, message)
         work.progressing("Queued", r.QUEUED, message)
         decision.requeue_after = 15
@@ -262,9 +298,19 @@ def _no_job(
     job_name = names.job_name(obs.name, config_hash)
     previous = work.s.build
     if previous is not None and previous.jobName == job_name:
-        decision.events.append(Event("Warning", r.JOB_MISSING, f"build Job {job_name} disappeared (deleted by hand?); recreating it"))
+        decision.events.append(
+            Event(
+                "Warning",
+                r.JOB_MISSING,
+                f"build Job {job_name} disappeared (deleted by hand?); recreating it",
+            )
+        )
     plan = render_plan(obs.namespace, obs.name, spec, work.s.revision, config_hash, placement, cfg)
-    owner = {"apiVersion": c.API_VERSION, "kind": c.ENGINE_KIND, "metadata": {"name": obs.name, "uid": obs.uid}}
+    owner = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.ENGINE_KIND,
+        "metadata": {"name": obs.name, "uid": obs.uid},
+    }
     children = render_engine_children(owner, obs.namespace, obs.name, spec, plan, placement, cfg)
     for child in children:
         if child.get("kind") == "Job":
@@ -274,8 +320,13 @@ def _no_job(
                 annotations[ANNOTATION_TARGET_PRODUCT] = placement.product
     decision.create = children
     attempts = previous.attempts if previous is not None and previous.jobName == job_name else 0
-    work.s.build = BuildStatus(revision=work.s.revision, buildConfigHash=config_hash, jobName=job_name, attempts=attempts)
-    message = f"build Job {job_name} created for {placement.cc} ({arch_name(placement.cc)}), {placement.gpus} GPU(s)"
+    work.s.build = BuildStatus(
+        revision=work.s.revision, buildConfigHash=config_hash, jobName=job_name, attempts=attempts
+    )
+    message = (
+        f"build Job {job_name} created for {placement.cc} ({arch_name(placement.cc)}), "
+        f"{placement.gpus} GPU(s)"
+    )
     work.cond(r.SCHEDULED, "Unknown", r.JOB_CREATED, message)
     work.progressing("Building", r.JOB_CREATED, message)
     decision.events.append(Event("Normal", r.JOB_CREATED, message))
@@ -293,18 +344,29 @@ def _last_result(job: JobView, phase: str) -> tuple[PodView | None, BuildResult 
     return pod, BuildResult.from_message(pod.message or "")
 
 
-def _observe_job(obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision) -> None:
+def _observe_job(
+    obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision
+) -> None:
     s = work.s
     if s.gpu is None and job.target_cc:
         cc = parse_cc(job.target_cc)
-        s.gpu = GpuStatus(computeCapability=job.target_cc, architecture=arch_name(cc), gpuProduct=job.target_product,
-                          gpus=spec.parallelism.tensor * spec.parallelism.pipeline, reason=f"fixed by build Job {job.name}")
+        s.gpu = GpuStatus(
+            computeCapability=job.target_cc,
+            architecture=arch_name(cc),
+            gpuProduct=job.target_product,
+            gpus=spec.parallelism.tensor * spec.parallelism.pipeline,
+            reason=f"fixed by build Job {job.name}",
+        )
     work.cond(r.GPU_COMPATIBLE, "True", r.COMPATIBLE, f"build Job {job.name} targets {job.target_cc}")
     latest = _latest_pod(job)
     s.build = BuildStatus(
-        revision=job.revision or s.revision, buildConfigHash=job.config_hash, jobName=job.name,
-        startedAt=job.start_time, completedAt=job.completion_time,
-        attempts=len(job.pods), node=latest.node if latest else None,
+        revision=job.revision or s.revision,
+        buildConfigHash=job.config_hash,
+        jobName=job.name,
+        startedAt=job.start_time,
+        completedAt=job.completion_time,
+        attempts=len(job.pods),
+        node=latest.node if latest else None,
     )
     if job.complete:
         _job_succeeded(obs, spec, job, work, decision)
@@ -344,12 +406,20 @@ def _job_failed(job: JobView, work: _Status, decision: EngineDecision) -> None:
     if result is not None and not result.ok:
         reason, message = result.reason, result.message
     elif job.failure_reason == "DeadlineExceeded":
-        reason, message = r.DEADLINE_EXCEEDED, f"build Job {job.name} exceeded activeDeadlineSeconds: {job.failure_message or ''}"
+        reason, message = (
+            r.DEADLINE_EXCEEDED,
+            f"build Job {job.name} exceeded activeDeadlineSeconds: {job.failure_message or ''}",
+        )
     else:
         pods = [p for p in job.pods if p.phase == "Failed"]
         tail = pods[-1].message if pods and pods[-1].message else "no result reported"
-        reason, message = r.BUILD_FAILED, f"build Job {job.name} failed ({job.failure_reason or 'Failed'}): {tail[:1500]}"
-    message = f"{message} (after {len(job.pods)} attempt(s); change the spec or delete Job {job.name} to retry)"
+        reason, message = (
+            r.BUILD_FAILED,
+            f"build Job {job.name} failed ({job.failure_reason or 'Failed'}): {tail[:1500]}",
+        )
+    message = (
+        f"{message} (after {len(job.pods)} attempt(s); change the spec or delete Job {job.name} to retry)"
+    )
     work.cond(r.BUILT, "False", reason, message)
     if find(work.s.conditions, r.STALLED) is None or not _is(work, r.STALLED, "True", reason):
         decision.events.append(Event("Warning", reason, message))
@@ -361,31 +431,55 @@ def _is(work: _Status, type_: str, status: str, reason: str) -> bool:
     return found is not None and found.status == status and found.reason == reason
 
 
-def _engine_from(result: BuildResult, spec: TRTEngineSpec, revision: int, config_hash: str, when: str | None) -> EngineStatus:
+def _engine_from(
+    result: BuildResult, spec: TRTEngineSpec, revision: int, config_hash: str, when: str | None
+) -> EngineStatus:
     assert result.engine is not None
     e = result.engine
     return EngineStatus(
-        revision=revision, uri=e.uri, sha256=e.sha256, sizeBytes=e.size, trtllmVersion=e.trtllm, image=spec.image,
-        buildConfigHash=config_hash, manifest=e.manifest, precision=spec.precision, kvCacheDtype=spec.kvCacheDtype,
-        computeCapability=e.cc, gpuProduct=e.gpu, builtAt=when,
+        revision=revision,
+        uri=e.uri,
+        sha256=e.sha256,
+        sizeBytes=e.size,
+        trtllmVersion=e.trtllm,
+        image=spec.image,
+        buildConfigHash=config_hash,
+        manifest=e.manifest,
+        precision=spec.precision,
+        kvCacheDtype=spec.kvCacheDtype,
+        computeCapability=e.cc,
+        gpuProduct=e.gpu,
+        builtAt=when,
     )
 
 
-def _job_succeeded(obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision) -> None:
+def _job_succeeded(
+    obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision
+) -> None:
     s = work.s
     pod, result = _last_result(job, "Succeeded")
     if result is None or not result.ok or result.engine is None:
-        message = (f"build Job {job.name} succeeded but pod {pod.name if pod else '?'} reported no valid result; "
-                   "the engine is not trusted — delete the Job to rebuild")
+        message = (
+            f"build Job {job.name} succeeded but pod {pod.name if pod else '?'} reported no valid result; "
+            "the engine is not trusted — delete the Job to rebuild"
+        )
         work.cond(r.BUILT, "False", r.BUILD_FAILED, message)
         work.stalled(r.BUILD_FAILED, message)
         return
     when = job.completion_time or rfc3339(work.now)
     candidate = _engine_from(result, spec, s.revision, job.config_hash, when)
     if not _is(work, r.BUILT, "True", r.BUILD_SUCCEEDED):
-        decision.events.append(Event("Normal", r.BUILD_SUCCEEDED, f"engine built and verified: {candidate.uri}"))
-    work.cond(r.BUILT, "True", r.BUILD_SUCCEEDED, f"engine {candidate.uri} ({candidate.sizeBytes} bytes, "
-              f"TensorRT-LLM {candidate.trtllmVersion}, built on {candidate.gpuProduct} {candidate.computeCapability})")
+        decision.events.append(
+            Event("Normal", r.BUILD_SUCCEEDED, f"engine built and verified: {candidate.uri}")
+        )
+    work.cond(
+        r.BUILT,
+        "True",
+        r.BUILD_SUCCEEDED,
+        f"engine {candidate.uri} ({candidate.sizeBytes} bytes, "
+        f"TensorRT-LLM {candidate.trtllmVersion}, "
+        f"built on {candidate.gpuProduct} {candidate.computeCapability})",
+    )
     verdict = evaluate_gates(spec, s.revision, result.bench, list(result.acc), obs.baselines, when)
     s.benchmark = verdict.benchmark
     s.accuracy = verdict.accuracy or None
@@ -409,7 +503,9 @@ def _job_succeeded(obs: EngineObservation, spec: TRTEngineSpec, job: JobView, wo
     else:
         work.cond(r.VALIDATED, "False", r.NOT_CONFIGURED, verdict.message)
     s.engine, s.candidate = candidate, None
-    decision.events.append(Event("Normal", r.ENGINE_PROMOTED, f"revision {s.revision} promoted: {candidate.uri}"))
+    decision.events.append(
+        Event("Normal", r.ENGINE_PROMOTED, f"revision {s.revision} promoted: {candidate.uri}")
+    )
     work.ready(r.ENGINE_PROMOTED, f"serving revision {s.revision}: {candidate.uri}")
 
 
@@ -425,8 +521,13 @@ def _reconcile_deletion(obs: EngineObservation, spec: TRTEngineSpec, decision: E
         decision.create = [render_cleanup_job(obs.namespace, obs.name, spec)]
         decision.events.append(Event("Normal", "DeletingEngineFiles", f"removing engine files of {obs.name}"))
     elif cleanup.failed_final:
-        decision.events.append(Event("Warning", "CleanupFailed", f"cleanup Job {cleanup.name} failed; "
-                                     "remove the finalizer by hand after deleting the files"))
+        decision.events.append(
+            Event(
+                "Warning",
+                "CleanupFailed",
+                f"cleanup Job {cleanup.name} failed; remove the finalizer by hand after deleting the files",
+            )
+        )
     decision.requeue_after = 5
 
 

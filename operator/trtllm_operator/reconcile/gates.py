@@ -52,7 +52,10 @@ def metric_of(task: AccuracyTask) -> str:
 
 
 def accuracy_drop(score: float, baseline: float, metric: str, mode: str) -> float:
-    """Loss against the baseline, positive when worse: absolute in score units, or relative to the baseline."""
+    """Loss against the baseline, positive when worse.
+
+    Absolute in score units, or relative to the baseline.
+    """
     loss = score - baseline if metric in LOWER_IS_BETTER else baseline - score
     if mode == "relative":
         return loss / abs(baseline) if baseline else float("inf") if loss > 0 else 0.0
@@ -84,11 +87,13 @@ def benchmark_problems(gate: BenchmarkValidation, result: ResultBenchmark) -> li
     workload = f"at ISL/OSL {result.isl}/{result.osl}, concurrency {result.conc}"
     if gate.minOutputTokensPerSecond is not None and result.out_tps < gate.minOutputTokensPerSecond:
         shortfall = 1 - result.out_tps / gate.minOutputTokensPerSecond
-        problems.append((
-            reasons.THROUGHPUT_BELOW_TARGET,
-            f"output throughput {_fmt(result.out_tps)} tok/s < minOutputTokensPerSecond "
-            f"{_fmt(gate.minOutputTokensPerSecond)} ({shortfall:.0%} below target) {workload}",
-        ))
+        problems.append(
+            (
+                reasons.THROUGHPUT_BELOW_TARGET,
+                f"output throughput {_fmt(result.out_tps)} tok/s < minOutputTokensPerSecond "
+                f"{_fmt(gate.minOutputTokensPerSecond)} ({shortfall:.0%} below target) {workload}",
+            )
+        )
     for name, limit, value in (
         ("TTFT p99", gate.maxTtftP99Ms, result.ttft_p99),
         ("inter-token latency p99", gate.maxItlP99Ms, result.itl_p99),
@@ -96,9 +101,13 @@ def benchmark_problems(gate: BenchmarkValidation, result: ResultBenchmark) -> li
         if limit is None:
             continue
         if value is None:
-            problems.append((reasons.LATENCY_ABOVE_TARGET, f"{name} was not reported; run the benchmark with streaming"))
+            problems.append(
+                (reasons.LATENCY_ABOVE_TARGET, f"{name} was not reported; run the benchmark with streaming")
+            )
         elif value > limit:
-            problems.append((reasons.LATENCY_ABOVE_TARGET, f"{name} {_fmt(value)} ms > {_fmt(limit)} ms {workload}"))
+            problems.append(
+                (reasons.LATENCY_ABOVE_TARGET, f"{name} {_fmt(value)} ms > {_fmt(limit)} ms {workload}")
+            )
     return problems
 
 
@@ -118,10 +127,18 @@ def evaluate_gates(
     baselines: dict[str, float | None],
     measured_at: str | None = None,
 ) -> GateVerdict:
-    """Decide promotion. ``baselines`` maps a baseline TRTEngine's name to its measured score (None: not yet)."""
+    """Decide promotion.
+
+    ``baselines`` maps a baseline TRTEngine's name to its measured score (None: not yet).
+    """
     validation = spec.validation
     if validation is None or (validation.accuracy is None and validation.benchmark is None):
-        return GateVerdict(False, True, reasons.NOT_CONFIGURED, "no validation gates configured; promoted after build and verify")
+        return GateVerdict(
+            False,
+            True,
+            reasons.NOT_CONFIGURED,
+            "no validation gates configured; promoted after build and verify",
+        )
     failures: list[tuple[str, str]] = []
     bench_status: BenchmarkStatus | None = None
     if validation.benchmark is not None:
@@ -130,7 +147,9 @@ def evaluate_gates(
         else:
             problems = benchmark_problems(validation.benchmark, bench)
             failures.extend(problems)
-            bench_status = benchmark_status(bench, revision, measured_at).model_copy(update={"passed": not problems})
+            bench_status = benchmark_status(bench, revision, measured_at).model_copy(
+                update={"passed": not problems}
+            )
     acc_statuses: list[AccuracyStatus] = []
     pending: list[str] = []
     for task in validation.accuracy.tasks if validation.accuracy else []:
@@ -144,14 +163,30 @@ def evaluate_gates(
     if failures:
         order = [reasons.ACCURACY_REGRESSION, reasons.THROUGHPUT_BELOW_TARGET, reasons.LATENCY_ABOVE_TARGET]
         reason = min((r for r, _ in failures), key=lambda r: order.index(r) if r in order else len(order))
-        return GateVerdict(True, False, reason, "; ".join(m for _, m in failures), bench_status, acc_statuses, pending)
+        return GateVerdict(
+            True, False, reason, "; ".join(m for _, m in failures), bench_status, acc_statuses, pending
+        )
     if pending:
-        return GateVerdict(True, False, reasons.VALIDATING, f"waiting for baseline engine(s) {', '.join(pending)} to report a score",
-                           bench_status, acc_statuses, pending)
+        return GateVerdict(
+            True,
+            False,
+            reasons.VALIDATING,
+            f"waiting for baseline engine(s) {', '.join(pending)} to report a score",
+            bench_status,
+            acc_statuses,
+            pending,
+        )
     summary = [f"{s.task} {_fmt(s.score)}" for s in acc_statuses]
     if bench_status is not None:
         summary.append(f"{_fmt(bench_status.outputTokensPerSecond)} output tok/s")
-    return GateVerdict(True, True, reasons.GATES_PASSED, "all gates passed: " + ", ".join(summary), bench_status, acc_statuses)
+    return GateVerdict(
+        True,
+        True,
+        reasons.GATES_PASSED,
+        "all gates passed: " + ", ".join(summary),
+        bench_status,
+        acc_statuses,
+    )
 
 
 def _judge_task(
@@ -174,11 +209,21 @@ def _judge_task(
     assert baseline is not None  # the CRD requires exactly one of value / engineRef
     drop = accuracy_drop(result.score, baseline, metric, task.maxDropMode)
     passed = drop <= task.maxDrop
-    status = AccuracyStatus(task=task.name, metric=metric, score=result.score, baseline=baseline, drop=round(drop, 6),
-                            maxDrop=task.maxDrop, passed=passed, revision=revision)
+    status = AccuracyStatus(
+        task=task.name,
+        metric=metric,
+        score=result.score,
+        baseline=baseline,
+        drop=round(drop, 6),
+        maxDrop=task.maxDrop,
+        passed=passed,
+        revision=revision,
+    )
     if passed:
         return status, None, None
     unit = " (relative)" if task.maxDropMode == "relative" else ""
-    message = (f"{task.name} {_fmt(result.score)} vs baseline {_fmt(baseline)}: drop {_fmt(drop)} > maxDrop "
-               f"{_fmt(task.maxDrop)}{unit}{_calibration_hint(spec)}")
+    message = (
+        f"{task.name} {_fmt(result.score)} vs baseline {_fmt(baseline)}: drop {_fmt(drop)} > maxDrop "
+        f"{_fmt(task.maxDrop)}{unit}{_calibration_hint(spec)}"
+    )
     return status, (reasons.ACCURACY_REGRESSION, message), None

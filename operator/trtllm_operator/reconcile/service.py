@@ -20,7 +20,13 @@ from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.reconcile.engine import Event
-from trtllm_operator.render.serving import deployment_name, render_deployment, render_hpa, render_service, selector_labels
+from trtllm_operator.render.serving import (
+    deployment_name,
+    render_deployment,
+    render_hpa,
+    render_service,
+    selector_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,16 @@ def _engine_refs(spec: InferenceServiceSpec) -> list[str]:
     return [spec.engineRef.name] if spec.engineRef else []
 
 
-def _servable(name: str, obj: dict[str, Any] | None, spec: InferenceServiceSpec) -> tuple[_Served | None, str, str]:
+def _servable(
+    name: str, obj: dict[str, Any] | None, spec: InferenceServiceSpec
+) -> tuple[_Served | None, str, str]:
     """The engine to serve, or (None, reason, message) saying why not."""
     if obj is None:
-        return None, r.ENGINE_NOT_FOUND, f"TRTEngine {name} not found in this namespace: create it or fix spec.engineRef"
+        return (
+            None,
+            r.ENGINE_NOT_FOUND,
+            f"TRTEngine {name} not found in this namespace: create it or fix spec.engineRef",
+        )
     try:
         engine_spec = TRTEngineSpec.model_validate(obj.get("spec") or {})
         status = TRTEngineStatus.model_validate(obj.get("status") or {})
@@ -68,17 +80,36 @@ def _servable(name: str, obj: dict[str, Any] | None, spec: InferenceServiceSpec)
     if status.engine is None:
         ready = find(status.conditions, r.READY)
         why = f"{ready.reason}: {ready.message}" if ready else "no status yet"
-        return None, r.ENGINE_NOT_READY, f"TRTEngine {name} has no promoted engine yet (phase {status.phase}; {why})"
+        return (
+            None,
+            r.ENGINE_NOT_READY,
+            f"TRTEngine {name} has no promoted engine yet (phase {status.phase}; {why})",
+        )
     if not status.engine.validated and not spec.allowUnvalidatedEngines:
-        return None, r.ENGINE_NOT_VALIDATED, (
-            f"TRTEngine {name} revision {status.engine.revision} was promoted without validation gates: add "
-            "spec.validation (accuracy and/or benchmark) to the TRTEngine, or set allowUnvalidatedEngines: true")
+        return (
+            None,
+            r.ENGINE_NOT_VALIDATED,
+            (
+                f"TRTEngine {name} revision {status.engine.revision} was promoted without validation gates: "
+                "add spec.validation (accuracy and/or benchmark) to the TRTEngine, "
+                "or set allowUnvalidatedEngines: true"
+            ),
+        )
     return _Served(name, engine_spec, status.engine), "", ""
 
 
-def _set(status: InferenceServiceStatus, gen: int, now: datetime, type_: str, value: ConditionStatus, reason: str,
-         message: str) -> None:
-    status.conditions = set_condition(status.conditions, type_, value, reason, message, generation=gen, clock=lambda: now)
+def _set(
+    status: InferenceServiceStatus,
+    gen: int,
+    now: datetime,
+    type_: str,
+    value: ConditionStatus,
+    reason: str,
+    message: str,
+) -> None:
+    status.conditions = set_condition(
+        status.conditions, type_, value, reason, message, generation=gen, clock=lambda: now
+    )
 
 
 def _rollout(deployment: dict[str, Any] | None, wanted: int | None) -> tuple[bool, bool, str, int, int]:
@@ -92,7 +123,13 @@ def _rollout(deployment: dict[str, Any] | None, wanted: int | None) -> tuple[boo
     conds = {x.get("type"): x for x in st.get("conditions") or []}
     progressing = conds.get("Progressing") or {}
     if progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return False, True, f"rollout of {meta.get('name')} stalled: {progressing.get('message', '')}", replicas, ready
+        return (
+            False,
+            True,
+            f"rollout of {meta.get('name')} stalled: {progressing.get('message', '')}",
+            replicas,
+            ready,
+        )
     observed = int(st.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
     done = observed and updated >= desired and available >= desired and replicas == updated
     return done, False, f"{meta.get('name')}: {ready}/{desired} ready, {updated} updated", replicas, ready
@@ -114,13 +151,24 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     try:
         spec = InferenceServiceSpec.model_validate(obs.spec)
     except ValidationError as error:
-        first = error.errors()[0]
-        message = f"spec.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-        for type_, value in ((r.READY, "False"), (r.RECONCILING, "False"), (r.STALLED, "True")):
-            cond(type_, value, r.INVALID_SPEC, message)  # type: ignore[arg-type]
+        first_error = error.errors()[0]
+        message = f"spec.{'.'.join(str(p) for p in first_error['loc'])}: {first_error['msg']}"
+        invalid: tuple[tuple[str, ConditionStatus], ...] = (
+            (r.READY, "False"),
+            (r.RECONCILING, "False"),
+            (r.STALLED, "True"),
+        )
+        for type_, value in invalid:
+            cond(type_, value, r.INVALID_SPEC, message)
         return decision
-    owner = {"apiVersion": c.API_VERSION, "kind": c.SERVICE_KIND, "name": obs.name, "uid": obs.uid,
-             "controller": True, "blockOwnerDeletion": True}
+    owner = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.SERVICE_KIND,
+        "name": obs.name,
+        "uid": obs.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     served, blocked = [], []
     for name in _engine_refs(spec):
         ok, reason, message = _servable(name, obs.engines.get(name), spec)
@@ -130,13 +178,21 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             blocked.append((reason, message))
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
-        cond(r.UNVALIDATED_ENGINE, "True", r.NOT_VALIDATED, "serving engines promoted without validation gates: "
-             + ", ".join(f"{s.engine_name} r{s.engine.revision}" for s in unvalidated) + " (allowUnvalidatedEngines: true)")
+        cond(
+            r.UNVALIDATED_ENGINE,
+            "True",
+            r.NOT_VALIDATED,
+            "serving engines promoted without validation gates: "
+            + ", ".join(f"{s.engine_name} r{s.engine.revision}" for s in unvalidated)
+            + " (allowUnvalidatedEngines: true)",
+        )
     else:
         status.conditions = [x for x in status.conditions if x.type != r.UNVALIDATED_ENGINE]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
     for dep_name, s in wanted_deployments.items():
-        decision.apply.append(render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine))
+        decision.apply.append(
+            render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
+        )
         if spec.autoscaling:
             decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
     if served:
@@ -147,8 +203,14 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     if served:
         first = served[0].engine
         if status.engineRevision != first.revision and status.engineRevision is not None:
-            decision.events.append(Event("Normal", "RollingOut", f"rolling out {served[0].engine_name} revision "
-                                         f"{first.revision} (was {status.engineRevision})"))
+            decision.events.append(
+                Event(
+                    "Normal",
+                    "RollingOut",
+                    f"rolling out {served[0].engine_name} revision "
+                    f"{first.revision} (was {status.engineRevision})",
+                )
+            )
         status.engineRevision, status.engineUri = first.revision, first.uri
     if blocked and not served:
         reason, message = blocked[0]
@@ -159,8 +221,16 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.STALLED, "True" if stalled else "False", reason, message)
         status.replicas = status.readyReplicas = 0
         return decision
-    cond(r.ENGINE_READY, "True" if not blocked else "False", blocked[0][0] if blocked else r.ENGINE_PROMOTED,
-         blocked[0][1] if blocked else ", ".join(f"{s.engine_name} revision {s.engine.revision} ({s.engine.computeCapability})" for s in served))
+    cond(
+        r.ENGINE_READY,
+        "True" if not blocked else "False",
+        blocked[0][0] if blocked else r.ENGINE_PROMOTED,
+        blocked[0][1]
+        if blocked
+        else ", ".join(
+            f"{s.engine_name} revision {s.engine.revision} ({s.engine.computeCapability})" for s in served
+        ),
+    )
     wanted = None if spec.autoscaling else spec.replicas
     results = [_rollout(obs.deployments.get(n), wanted) for n in wanted_deployments]
     status.replicas = sum(x[3] for x in results)

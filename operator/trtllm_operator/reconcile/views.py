@@ -31,13 +31,21 @@ def _time(value: Any) -> str | None:
 def pod_view(pod: Mapping[str, Any]) -> PodView:
     status = pod.get("status") or {}
     terminated = next(
-        (_get(cs, "state", "terminated") for cs in status.get("containerStatuses") or []
-         if cs.get("name") == "builder" and _get(cs, "state", "terminated")),
+        (
+            _get(cs, "state", "terminated")
+            for cs in status.get("containerStatuses") or []
+            if cs.get("name") == "builder" and _get(cs, "state", "terminated")
+        ),
         None,
     )
     unschedulable = next(
-        (cond.get("message") for cond in status.get("conditions") or []
-         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable"),
+        (
+            cond.get("message")
+            for cond in status.get("conditions") or []
+            if cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ),
         None,
     )
     return PodView(
@@ -55,7 +63,9 @@ def job_view(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobVi
     meta = job.get("metadata") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     status = job.get("status") or {}
-    conditions = {cond.get("type"): cond for cond in status.get("conditions") or [] if cond.get("status") == "True"}
+    conditions = {
+        cond.get("type"): cond for cond in status.get("conditions") or [] if cond.get("status") == "True"
+    }
     failed = conditions.get("Failed")
     try:
         revision = int(labels.get(c.LABEL_REVISION, "0"))

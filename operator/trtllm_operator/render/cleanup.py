@@ -31,8 +31,10 @@ def render_cleanup_job(namespace: str, name: str, spec: TRTEngineSpec) -> dict[s
                 "spec": {
                     "restartPolicy": "Never",
                     # Same placement freedom as the build: GPU-only clusters have only tainted nodes.
-                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                                    *[t.model_dump(exclude_none=True) for t in spec.tolerations or []]],
+                    "tolerations": [
+                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                        *[t.model_dump(exclude_none=True) for t in spec.tolerations or []],
+                    ],
                     **({"nodeSelector": dict(spec.nodeSelector)} if spec.nodeSelector else {}),
                     "automountServiceAccountToken": False,
                     "containers": [

@@ -266,8 +266,10 @@ def _bench_steps(
     prepare += ["--input-mean", str(bench.inputLength), "--output-mean", str(bench.outputLength)]
     prepare += ["--input-stdev", "0", "--output-stdev", "0", "--num-requests", str(bench.numRequests)]
     # trtllm-bench wants a model *name* (it refuses a path); the local files go in --model_path.
-    name = model.source.removeprefix("hf://") if model.source.startswith("hf://") else posixpath.basename(
-        model.local_dir.rstrip("/")
+    name = (
+        model.source.removeprefix("hf://")
+        if model.source.startswith("hf://")
+        else posixpath.basename(model.local_dir.rstrip("/"))
     )
     run = ["trtllm-bench", "--model", name]
     if spec.backend == "tensorrt":

@@ -39,12 +39,25 @@ def _tokenizer(engine_name: str, spec: TRTEngineSpec) -> tuple[str, str | None]:
     return f"{c.ENGINES_MOUNT}/{spec.storage.path}/{engine_name}/.model", None
 
 
-def serve_args(svc: InferenceServiceSpec, engine_name: str, engine_spec: TRTEngineSpec, engine: EngineStatus) -> list[str]:
+def serve_args(
+    svc: InferenceServiceSpec, engine_name: str, engine_spec: TRTEngineSpec, engine: EngineStatus
+) -> list[str]:
     _, path = _volume_path(engine.uri)
     tokenizer, _ = _tokenizer(engine_name, engine_spec)
-    argv = ["trtllm-serve", f"{c.ENGINES_MOUNT}/{path}", "--host", "0.0.0.0", "--port", str(svc.port),  # noqa: S104
-            "--backend", engine_spec.backend,
-            "--tp_size", str(engine_spec.parallelism.tensor), "--pp_size", str(engine_spec.parallelism.pipeline)]
+    argv = [
+        "trtllm-serve",
+        f"{c.ENGINES_MOUNT}/{path}",
+        "--host",
+        "0.0.0.0",  # noqa: S104 - serve on the pod IP: the Service routes to it
+        "--port",
+        str(svc.port),
+        "--backend",
+        engine_spec.backend,
+        "--tp_size",
+        str(engine_spec.parallelism.tensor),
+        "--pp_size",
+        str(engine_spec.parallelism.pipeline),
+    ]
     if engine_spec.backend == "tensorrt":
         argv += ["--tokenizer", tokenizer]
     if engine_spec.build.maxBatchSize:
@@ -55,8 +68,13 @@ def serve_args(svc: InferenceServiceSpec, engine_name: str, engine_spec: TRTEngi
 
 
 def render_deployment(
-    owner: dict[str, Any], namespace: str, service: str, svc: InferenceServiceSpec,
-    engine_name: str, engine_spec: TRTEngineSpec, engine: EngineStatus,
+    owner: dict[str, Any],
+    namespace: str,
+    service: str,
+    svc: InferenceServiceSpec,
+    engine_name: str,
+    engine_spec: TRTEngineSpec,
+    engine: EngineStatus,
 ) -> dict[str, Any]:
     cc = parse_cc(engine.computeCapability)
     gpus = str(engine_spec.parallelism.tensor * engine_spec.parallelism.pipeline)
@@ -77,40 +95,58 @@ def render_deployment(
         {"name": "engine", "persistentVolumeClaim": {"claimName": engine_claim, "readOnly": True}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
     ]
-    mounts = [{"name": "engine", "mountPath": c.ENGINES_MOUNT, "readOnly": True},
-              {"name": "dshm", "mountPath": "/dev/shm"}]
+    mounts = [
+        {"name": "engine", "mountPath": c.ENGINES_MOUNT, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
     if model_claim and model_claim != engine_claim:
-        volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}})
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}}
+        )
         mounts.append({"name": "model", "mountPath": f"{c.MODELS_MOUNT}/{model_claim}", "readOnly": True})
     probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": PROBE_PERIOD}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": {**selector_labels(service), c.LABEL_ENGINE: engine_name}},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": svc.rollout.maxSurge,
-                                                                 "maxUnavailable": svc.rollout.maxUnavailable}},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": svc.rollout.maxSurge, "maxUnavailable": svc.rollout.maxUnavailable},
+        },
         "progressDeadlineSeconds": STARTUP_FAILURES * PROBE_PERIOD + 300,
         "template": {
             "metadata": {
                 "labels": pod_labels,
-                "annotations": {"trtllm.dev/engine-uri": engine.uri, "trtllm.dev/engine-sha256": engine.sha256},
+                "annotations": {
+                    "trtllm.dev/engine-uri": engine.uri,
+                    "trtllm.dev/engine-sha256": engine.sha256,
+                },
             },
             "spec": {
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchExpressions": terms}]}}},
-                "tolerations": [{"key": GFD.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
-                                *[t.model_dump(exclude_none=True) for t in svc.tolerations or []]],
-                "containers": [{
-                    "name": "server",
-                    "image": svc.image or engine.image or engine_spec.image,
-                    "args": serve_args(svc, engine_name, engine_spec, engine),
-                    "ports": [{"name": "http", "containerPort": svc.port}],
-                    "resources": resources,
-                    "volumeMounts": mounts,
-                    "readinessProbe": probe,
-                    "livenessProbe": {**probe, "failureThreshold": 3},
-                    "startupProbe": {**probe, "failureThreshold": STARTUP_FAILURES},
-                }],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": terms}]
+                        }
+                    }
+                },
+                "tolerations": [
+                    {"key": GFD.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"},
+                    *[t.model_dump(exclude_none=True) for t in svc.tolerations or []],
+                ],
+                "containers": [
+                    {
+                        "name": "server",
+                        "image": svc.image or engine.image or engine_spec.image,
+                        "args": serve_args(svc, engine_name, engine_spec, engine),
+                        "ports": [{"name": "http", "containerPort": svc.port}],
+                        "resources": resources,
+                        "volumeMounts": mounts,
+                        "readinessProbe": probe,
+                        "livenessProbe": {**probe, "failureThreshold": 3},
+                        "startupProbe": {**probe, "failureThreshold": STARTUP_FAILURES},
+                    }
+                ],
                 "volumes": volumes,
             },
         },
@@ -120,35 +156,66 @@ def render_deployment(
     if svc.autoscaling is None:
         spec["replicas"] = svc.replicas
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": deployment_name(service, engine), "namespace": namespace, "labels": labels,
-                     "ownerReferences": [owner]},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(service, engine),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner],
+        },
         "spec": spec,
     }
 
 
-def render_service(owner: dict[str, Any], namespace: str, service: str, svc: InferenceServiceSpec) -> dict[str, Any]:
+def render_service(
+    owner: dict[str, Any], namespace: str, service: str, svc: InferenceServiceSpec
+) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": service, "namespace": namespace,
-                     "labels": {**selector_labels(service), c.LABEL_MANAGED_BY: c.MANAGED_BY},
-                     "ownerReferences": [owner]},
-        "spec": {"selector": selector_labels(service),
-                 "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP"}]},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service,
+            "namespace": namespace,
+            "labels": {**selector_labels(service), c.LABEL_MANAGED_BY: c.MANAGED_BY},
+            "ownerReferences": [owner],
+        },
+        "spec": {
+            "selector": selector_labels(service),
+            "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
 
 
-def render_hpa(owner: dict[str, Any], namespace: str, deployment: str, svc: InferenceServiceSpec) -> dict[str, Any]:
+def render_hpa(
+    owner: dict[str, Any], namespace: str, deployment: str, svc: InferenceServiceSpec
+) -> dict[str, Any]:
     scaling = svc.autoscaling
     assert scaling is not None
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": deployment, "namespace": namespace, "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
-                     "ownerReferences": [owner]},
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": deployment,
+            "namespace": namespace,
+            "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
+            "ownerReferences": [owner],
+        },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicas": max(1, scaling.minReplicas), "maxReplicas": scaling.maxReplicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                "type": "Utilization", "averageUtilization": scaling.targetCPUUtilizationPercentage or 80}}}],
+            "minReplicas": max(1, scaling.minReplicas),
+            "maxReplicas": scaling.maxReplicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.targetCPUUtilizationPercentage or 80,
+                        },
+                    },
+                }
+            ],
         },
     }
