@@ -6,6 +6,7 @@ operator → Job → scheduler → builder (stand-ins) → status.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -194,30 +195,43 @@ def test_global_build_limit_queues(kube: Kube, engines: Engines, operator: Opera
     engines.wait_condition("second", "Ready", "True", timeout=120)
 
 
+def _shared_claim(kube: Kube, namespace: str) -> Path:
+    kube.core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "engines"},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
+        },
+    )
+    return claim_host_path(kube, namespace, "engines")
+
+
+def _gone(engines: Engines, name: str) -> bool:
+    try:
+        engines.get(name)
+    except Exception:
+        return True
+    return False
+
+
 def test_delete_policy_removes_files_through_finalizer(
     kube: Kube, engines: Engines, operator: OperatorProcess
 ) -> None:
-    engines.create(engine_manifest("ephemeral", deletionPolicy="Delete"))
+    root = _shared_claim(kube, engines.namespace)
+    for name, policy in (("ephemeral", "Delete"), ("kept", "Retain")):
+        manifest = engine_manifest(name, deletionPolicy=policy)
+        manifest["spec"]["storage"] = {"existingClaim": "engines"}
+        engines.create(manifest)
     engines.wait_condition("ephemeral", "Ready", "True", timeout=90)
+    engines.wait_condition("kept", "Ready", "True", timeout=90)
     assert "trtllm.dev/engine-files" in engines.get("ephemeral")["metadata"]["finalizers"]
-    kube.custom.delete_namespaced_custom_object(
-        "trtllm.dev", "v1alpha1", engines.namespace, "trtengines", "ephemeral"
-    )
-    wait_for(
-        lambda: (
-            kube.batch.list_namespaced_job(
-                engines.namespace, label_selector="trtllm.dev/component=cleanup"
-            ).items
-        ),
-        60,
-        what="cleanup Job",
-    )
-
-    def gone() -> bool:
-        try:
-            engines.get("ephemeral")
-            return False
-        except Exception:
-            return True
-
-    wait_for(gone, 60, what="TRTEngine deleted after cleanup")
+    assert "trtllm.dev/engine-files" not in (engines.get("kept")["metadata"].get("finalizers") or [])
+    assert (root / "engines" / "ephemeral").is_dir() and (root / "engines" / "kept").is_dir()
+    for name in ("ephemeral", "kept"):
+        kube.custom.delete_namespaced_custom_object(
+            "trtllm.dev", "v1alpha1", engines.namespace, "trtengines", name
+        )
+    wait_for(lambda: _gone(engines, "ephemeral"), 60, what="TRTEngine deleted after cleanup")
+    wait_for(lambda: _gone(engines, "kept"), 60, what="Retain engine deleted at once")
+    assert not (root / "engines" / "ephemeral").exists(), "deletionPolicy Delete must remove the engine files"
+    assert (root / "engines" / "kept").is_dir(), "deletionPolicy Retain must keep the engine files"

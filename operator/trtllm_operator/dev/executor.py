@@ -44,6 +44,7 @@ STANDIN_BIN = REPO / "hack" / "standins" / "bin"
 SHIM = Path(__file__).resolve().parent / "standins" / "shim"
 STORAGE_CLASS = "sim-local"
 PROVISIONER = "sim.trtllm.dev/local"
+COMPONENT_CLEANUP = "cleanup"
 EXIT_ANNOTATION = "sim.trtllm.dev/exit-code"
 MESSAGE_ANNOTATION = "sim.trtllm.dev/termination-message"
 ACTUAL_GPUS_ANNOTATION = "sim.trtllm.dev/actual-gpus"
@@ -155,7 +156,7 @@ class Executor:
 
     # ------------------------------------------------------------------ build pods
     def scan(self) -> None:
-        selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_BUILD}"
+        selector = f"{c.LABEL_COMPONENT} in ({c.COMPONENT_BUILD},{COMPONENT_CLEANUP})"
         for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
             meta = required(pod.metadata, "metadata")
             key = f"{meta.namespace}/{meta.name}"
@@ -171,8 +172,9 @@ class Executor:
 
     def _run_pod(self, pod: Any) -> None:
         key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        cleanup = (pod.metadata.labels or {}).get(c.LABEL_COMPONENT) == COMPONENT_CLEANUP
         try:
-            code, message = self._execute(pod)
+            code, message = self._execute_command(pod) if cleanup else self._execute(pod)
         except Exception as error:  # the executor itself failed: report like a container crash
             log.error("executor failed", pod=key, error=str(error))
             code, message = 128, f"sim executor: {error}"
@@ -190,7 +192,28 @@ class Executor:
                 self.running.pop(key, None)
 
     def _container(self, pod: Any) -> Any:
-        return next(x for x in pod.spec.containers if x.name == "builder")
+        return next(x for x in pod.spec.containers if x.name in ("builder", "cleanup"))
+
+    def _execute_command(self, pod: Any) -> tuple[int, str]:
+        """A plain container (the engine-files cleanup): its own command, with volume paths mapped to hostPaths."""
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        mapping: list[tuple[str, str]] = []
+        for mount in self._container(pod).volume_mounts or []:
+            volume = volumes.get(mount.name)
+            if volume is not None and volume.persistent_volume_claim is not None:
+                host = self._host_path(pod.metadata.namespace, volume.persistent_volume_claim.claim_name)
+                mapping.append((mount.mount_path, str(host)))
+
+        def remap(arg: str) -> str:
+            for source, target in mapping:
+                if arg == source or arg.startswith(source + "/"):
+                    return target + arg[len(source) :]
+            return arg
+
+        container = self._container(pod)
+        argv = [remap(a) for a in [*(container.command or []), *(container.args or [])]]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return done.returncode, (done.stdout + done.stderr)[-c.RESULT_MAX_BYTES :]
 
     def _gpus(self, pod: Any) -> list[dict[str, Any]]:
         node_meta = required(self.core.read_node(pod.spec.node_name).metadata, "metadata")
