@@ -31,8 +31,8 @@ manifests: $(PY) ## regenerate crds/ from the pydantic models
 	$(PY) -m trtllm_operator.cli crds -o crds
 
 lint: $(PY) ## ruff + mypy --strict
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests benchmarks hack
+	$(VENV)/bin/ruff format --check operator tests benchmarks hack
 	$(VENV)/bin/mypy --config-file pyproject.toml
 	$(VENV)/bin/lint-imports
 

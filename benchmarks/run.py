@@ -43,11 +43,17 @@ GROUP, VERSION, PLURAL = "trtllm.dev", "v1alpha1", "trtengines"
 
 def engine(name: str) -> dict[str, Any]:
     return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TRTEngine", "metadata": {"name": name},
-        "spec": {"model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
-                 "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0", "precision": "fp8",
-                 "parallelism": {"tensor": 2}, "calibration": {"dataset": "pvc://models/calib"},
-                 "storage": {"existingClaim": "engines"}},
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TRTEngine",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
+            "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
+            "precision": "fp8",
+            "parallelism": {"tensor": 2},
+            "calibration": {"dataset": "pvc://models/calib"},
+            "storage": {"existingClaim": "engines"},
+        },
     }
 
 
@@ -67,8 +73,9 @@ class Seen:
     def _engines(self) -> None:
         custom = client.CustomObjectsApi(self.api)
         stream = watch.Watch()
-        for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                                   timeout_seconds=600):
+        for event in stream.stream(
+            custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, timeout_seconds=600
+        ):
             now = time.perf_counter()
             obj = event["object"]
             name = obj["metadata"]["name"]
@@ -98,8 +105,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": round(pct(values, 0.5), 1), "p95_ms": round(pct(values, 0.95), 1),
-            "mean_ms": round(statistics.fmean(values) * 1000, 1), "n": len(values)}
+    return {
+        "p50_ms": round(pct(values, 0.5), 1),
+        "p95_ms": round(pct(values, 0.95), 1),
+        "mean_ms": round(statistics.fmean(values) * 1000, 1),
+        "n": len(values),
+    }
 
 
 def wait_until(predicate: Any, timeout: float) -> bool:
@@ -111,16 +122,29 @@ def wait_until(predicate: Any, timeout: float) -> bool:
     return False
 
 
-def start_operator(kubeconfig: Path, namespace: str, log: Path, selector: str = "") -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "TRTLLM_MAX_CONCURRENT_BUILDS": "0",
-           "TRTLLM_RESYNC_SECONDS": "300", "PYTHONPATH": str(REPO / "operator")}
+def start_operator(
+    kubeconfig: Path, namespace: str, log: Path, selector: str = ""
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "TRTLLM_MAX_CONCURRENT_BUILDS": "0",
+        "TRTLLM_RESYNC_SECONDS": "300",
+        "PYTHONPATH": str(REPO / "operator"),
+    }
     if selector:
         env["TRTLLM_NODE_SELECTOR"] = selector
-    return subprocess.Popen([sys.executable, "-m", "trtllm_operator.cli", "run", "--namespace", namespace],
-                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trtllm_operator.cli", "run", "--namespace", namespace],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
-def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, log_dir: Path) -> dict[str, Any]:
+def measure(
+    api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, log_dir: Path
+) -> dict[str, Any]:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": namespace}})
@@ -131,7 +155,9 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
         writes = []
         for index in range(engines):
             started = time.perf_counter()
-            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, engine(f"floor-{index}"))
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, engine(f"floor-{index}")
+            )
             writes.append((f"floor-{index}", started, time.perf_counter()))
         wait_until(lambda: all(n in seen.created for n, _, _ in writes), 30)
         results["floor_create"] = summary([end - start for _, start, end in writes])
@@ -140,13 +166,15 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
         # Operator: one engine at a time, on the default fleet.
         operator = start_operator(kubeconfig, namespace, log_dir / "bench-operator.log")
         try:
-            wait_until(lambda: all(n in seen.status for n, _, _ in writes), 60)  # it catches up the floor ones
+            wait_until(
+                lambda: all(n in seen.status for n, _, _ in writes), 60
+            )  # it catches up the floor ones
             single = []
             for index in range(engines):
                 name = f"one-{index}"
                 started = time.perf_counter()
                 custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, engine(name))
-                wait_until(lambda: name in seen.jobs and name in seen.status, 30)
+                wait_until(lambda name=name: name in seen.jobs and name in seen.status, 30)
                 single.append((name, started))
             results["operator_status"] = summary([seen.status[n] - s for n, s in single if n in seen.status])
             results["operator_job"] = summary([seen.jobs[n] - s for n, s in single if n in seen.jobs])
@@ -155,7 +183,9 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
             for name in burst:
                 custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, engine(name))
             wait_until(lambda: all(n in seen.jobs for n in burst), 120)
-            results["burst_all_jobs_s"] = round(max(seen.jobs.get(n, float("nan")) for n in burst) - started, 2)
+            results["burst_all_jobs_s"] = round(
+                max(seen.jobs.get(n, float("nan")) for n in burst) - started, 2
+            )
         finally:
             operator.terminate()
             operator.wait(15)
@@ -174,7 +204,9 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
             scale_ns = f"{namespace}-s"
             core.create_namespace({"metadata": {"name": scale_ns}})
             seen = Seen(api, scale_ns)
-            operator = start_operator(kubeconfig, scale_ns, log_dir / "bench-operator-scale.log", f"trtllm.dev/fleet={label}")
+            operator = start_operator(
+                kubeconfig, scale_ns, log_dir / "bench-operator-scale.log", f"trtllm.dev/fleet={label}"
+            )
             try:
                 time.sleep(3)
                 scale = []
@@ -182,9 +214,11 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
                     name = f"scale-{index}"
                     started = time.perf_counter()
                     custom.create_namespaced_custom_object(GROUP, VERSION, scale_ns, PLURAL, engine(name))
-                    wait_until(lambda: name in seen.jobs, 30)
+                    wait_until(lambda name=name: name in seen.jobs, 30)
                     scale.append((name, started))
-                results["scale_operator_job"] = summary([seen.jobs[n] - s for n, s in scale if n in seen.jobs])
+                results["scale_operator_job"] = summary(
+                    [seen.jobs[n] - s for n, s in scale if n in seen.jobs]
+                )
             finally:
                 operator.terminate()
                 operator.wait(15)
@@ -198,7 +232,8 @@ def measure(api: client.ApiClient, kubeconfig: Path, engines: int, nodes: int, l
     results["ratio_job_vs_floor_p50"] = round(results["operator_job"]["p50_ms"] / floor, 1)
     if "scale_operator_job" in results:
         results["ratio_scale_job_vs_default_job_p50"] = round(
-            results["scale_operator_job"]["p50_ms"] / results["operator_job"]["p50_ms"], 2)
+            results["scale_operator_job"]["p50_ms"] / results["operator_job"]["p50_ms"], 2
+        )
     return results
 
 
@@ -210,10 +245,26 @@ def main() -> int:
     args = parser.parse_args()
     cluster = LocalCluster()
     cluster.up()
-    bin_dir = subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")], check=True, text=True,
-                             stdout=subprocess.PIPE).stdout.strip().splitlines()[-1]
-    subprocess.run([f"{bin_dir}/kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "--server-side",
-                    "-f", str(REPO / "crds")], check=True, stdout=subprocess.DEVNULL)
+    bin_dir = (
+        subprocess.run(
+            ["bash", str(REPO / "hack" / "build-binaries.sh")], check=True, text=True, stdout=subprocess.PIPE
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    subprocess.run(
+        [
+            f"{bin_dir}/kubectl",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "apply",
+            "--server-side",
+            "-f",
+            str(REPO / "crds"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(2)
     api = config.new_client_from_config(str(cluster.kubeconfig))
     result = measure(api, cluster.kubeconfig, args.engines, args.nodes, cluster.state_dir / "logs")

@@ -226,7 +226,8 @@ def test_delete_policy_removes_files_through_finalizer(
     engines.wait_condition("kept", "Ready", "True", timeout=90)
     assert "trtllm.dev/engine-files" in engines.get("ephemeral")["metadata"]["finalizers"]
     assert "trtllm.dev/engine-files" not in (engines.get("kept")["metadata"].get("finalizers") or [])
-    assert (root / "engines" / "ephemeral").is_dir() and (root / "engines" / "kept").is_dir()
+    assert (root / "engines" / "ephemeral").is_dir()
+    assert (root / "engines" / "kept").is_dir()
     for name in ("ephemeral", "kept"):
         kube.custom.delete_namespaced_custom_object(
             "trtllm.dev", "v1alpha1", engines.namespace, "trtengines", name

@@ -12,9 +12,19 @@ primary path is TensorRT-LLM's LLM API — the loader behind ``trtllm-serve`` �
 logits with ``SamplingParams(max_tokens=1, return_context_logits=True)`` and KV-cache block reuse
 off (with reuse, shared-prefix requests only return logits for the recomputed suffix; ModelOpt's own
 ``modelopt.deploy.llm`` wrapper asserts the same). Engines (``--backend tensorrt``) need
-``--gather_context_logits`` at build time. Without TensorRT-LLM, unquantized checkpoints load with
-``transformers``, and a checkpoint saved with ModelOpt state (``modelopt_state.pth``) is restored
-through ``modelopt.torch.opt.enable_huggingface_checkpointing``.
+``--gather_context_logits`` at build time.
+
+Without TensorRT-LLM:
+
+* unquantized checkpoints load with ``transformers`` (a ``save_pretrained`` directory with ModelOpt
+  state, ``modelopt_state.pth``, through ``modelopt.torch.opt.enable_huggingface_checkpointing``);
+* a ModelOpt export that ``trtllm-operator-ptq --save_modelopt_state`` wrote is measured through
+  ModelOpt's *fake-quant* PyTorch modules: the model is built from the export's ``config.json`` (its
+  ``quantization_config`` dropped) in the checkpoint dtype and ``mto.restore`` loads the calibrated
+  state saved just before the export. That is the same quantization (same scales, same smoothing
+  and AWQ pre-quant scales, weights rounded the same way) simulated in bf16 arithmetic — not the
+  serving kernels, which read the exported safetensors;
+* any other ModelOpt export cannot be loaded (LoaderError).
 
 Pure parts (unit-tested): dataset reading (shared with ``trtllm-operator-ptq``), windowing, the
 NLL -> perplexity arithmetic, and the loader decision. Output: one JSON line on stdout,
@@ -34,10 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from trtllm_operator.builder.ptq import read_texts
+from trtllm_operator.builder.ptq import MODELOPT_STATE, dtype_kwargs, read_texts, torch_dtype_name
 
 LOADERS: Final = ("trtllm", "transformers", "modelopt-restore")
-MODELOPT_STATE: Final = "modelopt_state.pth"
 DEFAULT_MAX_LENGTH: Final = 1024
 DOCUMENT_SEPARATOR: Final = "\n\n"
 
@@ -119,7 +128,8 @@ def choose_loader(facts: ModelFacts, trtllm_available: bool) -> str:
         return "modelopt-restore"
     raise LoaderError(
         "a ModelOpt-exported checkpoint (quant_method modelopt) loads with TensorRT-LLM's PyTorch backend, "
-        "which is not installed here; run the evaluation in the TensorRT-LLM image"
+        "which is not installed here; run the evaluation in the TensorRT-LLM image, or quantize with "
+        f"trtllm-operator-ptq --save_modelopt_state to measure it in ModelOpt's fake-quant ({MODELOPT_STATE})"
     )
 
 
@@ -174,20 +184,62 @@ class TrtllmScorer:
         self.llm.shutdown()
 
 
+def _checkpoint_dtype(model_dir: Path) -> Any:
+    import torch
+
+    config: dict[str, Any] = {}
+    if (model_dir / "config.json").is_file():
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return getattr(torch, torch_dtype_name(config))
+
+
+def load_pretrained(model_dir: Path, huggingface_checkpointing: bool) -> Any:
+    """``from_pretrained`` in the checkpoint's dtype (bf16 unless it is fp16), on the GPU."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    if huggingface_checkpointing:
+        import modelopt.torch.opt as mto
+
+        mto.enable_huggingface_checkpointing()
+    dtype = _checkpoint_dtype(model_dir)
+    return AutoModelForCausalLM.from_pretrained(
+        str(model_dir), device_map="cuda", **dtype_kwargs(dtype, transformers.__version__)
+    )
+
+
+def restore_fake_quant(model_dir: Path) -> Any:
+    """The calibrated fake-quant model of a ModelOpt export, from its ``modelopt_state.pth``.
+
+    The model is built from the export's config exactly as ``from_pretrained`` builds it (same dtype,
+    so non-persistent buffers such as RoPE frequencies match the reference), then ``mto.restore``
+    re-creates the quantizers and loads the weights and calibrated scales saved before the export.
+    """
+    import modelopt.torch.opt as mto
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    if getattr(config, "quantization_config", None) is not None:
+        del config.quantization_config  # the export's; the fake-quant model carries its own quantizers
+    dtype = _checkpoint_dtype(model_dir)
+    model = AutoModelForCausalLM.from_config(config, **dtype_kwargs(dtype, transformers.__version__))
+    # The file is the one trtllm-operator-ptq wrote into this export (not third-party input); ModelOpt's
+    # state holds plain Python objects that torch's weights-only unpickler may refuse.
+    model = mto.restore(model, str(model_dir / MODELOPT_STATE), weights_only=False)
+    return model.to("cuda")
+
+
 class TransformersScorer:
-    """A Hugging Face checkpoint through transformers (optionally restoring ModelOpt state first)."""
+    """A Hugging Face checkpoint through transformers, or a ModelOpt export restored in fake-quant."""
 
-    def __init__(self, model: str, restore_modelopt: bool) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model: str, loader: str, has_modelopt_state: bool = False) -> None:
+        from transformers import AutoTokenizer
 
-        if restore_modelopt:
-            import modelopt.torch.opt as mto
-
-            mto.enable_huggingface_checkpointing()
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model, torch_dtype=torch.bfloat16, device_map="cuda"
-        )
+        if loader == "modelopt-restore":
+            self.model = restore_fake_quant(Path(model))
+        else:
+            self.model = load_pretrained(Path(model), huggingface_checkpointing=has_modelopt_state)
         self.model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model)
 
@@ -211,10 +263,11 @@ class TransformersScorer:
 
 
 def open_scorer(model: Path, backend: str, tokenizer: str | None) -> tuple[Scorer, str]:
-    loader = choose_loader(model_facts(model, backend), trtllm_available())
+    facts = model_facts(model, backend)
+    loader = choose_loader(facts, trtllm_available())
     if loader == "trtllm":
         return TrtllmScorer(str(model), backend, tokenizer), loader
-    return TransformersScorer(str(model), loader == "modelopt-restore"), loader
+    return TransformersScorer(str(model), loader, facts.has_modelopt_state), loader
 
 
 # --- CLI -------------------------------------------------------------------------------------------
@@ -285,3 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(result_line(score, tokens, windows, loader, reference), flush=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,15 @@ the dict layout of ModelOpt ≤ 0.3x and the list layout of newer releases), and
 loading, seeded sampling and hashing (recorded in ``calibration.json`` for the engine manifest).
 
 Known pitfall handled here: ``from_pretrained(..., torch_dtype="bfloat16")`` (a string) breaks
-ModelOpt's export with "Invalid device string: 'bfloat16'"; a ``torch.dtype`` object is passed.
+ModelOpt's export with "Invalid device string: 'bfloat16'"; a ``torch.dtype`` object is passed, to
+the loader and to ``export_hf_checkpoint``.
+
+``--save_modelopt_state`` (or ``TRTLLM_PTQ_SAVE_MODELOPT_STATE=1``) also writes
+``modelopt_state.pth`` next to the export: ``mto.save`` of the calibrated fake-quant model (ModelOpt
+state + state dict, taken *before* the export rewrites the weights in place). Without TensorRT-LLM,
+``trtllm-operator-eval`` can only measure the quantized model by restoring it from that file into
+ModelOpt's fake-quant PyTorch modules. It holds a second, unquantized-dtype copy of the weights, so
+it is off by default (the TensorRT-LLM image evaluates the export itself).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import copy
 import hashlib
 import json
+import os
 import random
 import sys
 import time
@@ -59,6 +68,9 @@ AWQ_CALIB_CAP: Final = 32
 #: Formats that need no activation statistics (weight-only), when the KV cache is not quantized.
 NO_CALIBRATION: Final = frozenset({"full_prec", "int8_wo", "int4_wo"})
 CALIBRATION_FILE: Final = "calibration.json"
+#: ``mto.save`` of the calibrated fake-quant model, for evaluation without TensorRT-LLM.
+MODELOPT_STATE: Final = "modelopt_state.pth"
+SAVE_STATE_ENV: Final = "TRTLLM_PTQ_SAVE_MODELOPT_STATE"
 TEXT_SUFFIXES: Final = (".txt", ".jsonl", ".json")
 
 
@@ -233,6 +245,19 @@ def torch_dtype_name(config: dict[str, Any]) -> str:
     return "float16" if raw in {"float16", "fp16", "half"} else "bfloat16"
 
 
+def env_flag(value: str | None) -> bool:
+    """``1``/``true``/``yes``/``on`` (any case) -> True; anything else, or unset -> False."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def dtype_kwargs(dtype: Any, transformers_version: str) -> dict[str, Any]:
+    """The dtype keyword of ``from_pretrained``/``from_config``: ``dtype`` from transformers 4.56 on
+    (``torch_dtype`` is deprecated there), ``torch_dtype`` before."""
+    parts = [int(part) if part.isdigit() else 0 for part in transformers_version.split(".")[:2]]
+    major, minor = [*parts, 0, 0][:2]
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trtllm-operator-ptq", allow_abbrev=False, description=__doc__.splitlines()[0]
@@ -248,6 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib_max_seq_length", type=int, default=512)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument(
+        "--save_modelopt_state",
+        action="store_true",
+        default=env_flag(os.environ.get(SAVE_STATE_ENV)),
+        help=f"also write {MODELOPT_STATE} (mto.save of the fake-quant model) for evaluation without "
+        f"TensorRT-LLM (default: ${SAVE_STATE_ENV})",
+    )
     return parser
 
 
@@ -260,11 +292,14 @@ def say(message: str) -> None:
 
 def load_model(model_dir: str) -> tuple[Any, Any]:
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
     dtype = getattr(torch, torch_dtype_name(config))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, device_map="cuda")
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, device_map="cuda", **dtype_kwargs(dtype, transformers.__version__)
+    )
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token is None:
@@ -341,16 +376,34 @@ def quantize(model: Any, tokenizer: Any, args: argparse.Namespace) -> tuple[bool
     return True, record
 
 
+def save_modelopt_state(model: Any, output_dir: Path) -> None:
+    """``mto.save`` of the calibrated model; must run before the export, which rewrites the weights."""
+    import modelopt.torch.opt as mto
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    mto.save(model, str(output_dir / MODELOPT_STATE))
+    say(f"saved the fake-quant model's ModelOpt state to {output_dir / MODELOPT_STATE}")
+
+
 def export(
-    model: Any, tokenizer: Any, output_dir: Path, quantized: bool, record: dict[str, Any] | None
+    model: Any,
+    tokenizer: Any,
+    output_dir: Path,
+    quantized: bool,
+    record: dict[str, Any] | None,
+    save_state: bool = False,
 ) -> None:
     import torch
     from modelopt.torch.export import export_hf_checkpoint
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if quantized and save_state:
+        save_modelopt_state(model, output_dir)
     with torch.inference_mode():
         if quantized:
-            export_hf_checkpoint(model, export_dir=str(output_dir))
+            # A torch.dtype object: ModelOpt otherwise reads the dtype from the config, where it can be
+            # a string ("Invalid device string: 'bfloat16'" for INT4-AWQ / NVFP4).
+            export_hf_checkpoint(model, dtype=model.dtype, export_dir=str(output_dir))
         else:
             model.save_pretrained(str(output_dir))
     tokenizer.save_pretrained(str(output_dir))
@@ -365,7 +418,7 @@ def run(args: argparse.Namespace) -> None:
     model, tokenizer = load_model(args.model_dir)
     quantized, record = quantize(model, tokenizer, args)
     say(f"exporting to {args.output_dir}")
-    export(model, tokenizer, Path(args.output_dir), quantized, record)
+    export(model, tokenizer, Path(args.output_dir), quantized, record, args.save_modelopt_state)
     say(f"done in {time.monotonic() - started:.0f}s")
 
 
@@ -377,3 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -195,7 +195,7 @@ class Executor:
         return next(x for x in pod.spec.containers if x.name in ("builder", "cleanup"))
 
     def _execute_command(self, pod: Any) -> tuple[int, str]:
-        """A plain container (the engine-files cleanup): its own command, with volume paths mapped to hostPaths."""
+        """A plain container (the engine-files cleanup): its own command, volume paths mapped to hostPaths."""
         volumes = {v.name: v for v in pod.spec.volumes or []}
         mapping: list[tuple[str, str]] = []
         for mount in self._container(pod).volume_mounts or []:
