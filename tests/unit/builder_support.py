@@ -12,13 +12,13 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from trtllm_operator.api.plan import BuildPlan, BuildResult
+from trtllm_operator.builder import builder_command
 from trtllm_operator.dev.standins import SHIM_DIR, standin_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -226,17 +226,7 @@ def run_builder(box: Sandbox, plan: BuildPlan | str, gpus: list[GPU], **env: str
     plan_file.write_text(plan if isinstance(plan, str) else plan.to_json(), encoding="utf-8")
     result_file = box.tmp / "termination-log"
     result_file.unlink(missing_ok=True)
-    argv = [
-        sys.executable,
-        "-m",
-        "trtllm_operator.builder",
-        "--plan",
-        str(plan_file),
-        "--result-file",
-        str(result_file),
-    ]
-    for remap in box.remaps:
-        argv += ["--remap", remap]
+    argv = builder_command(plan_file, result_file, box.remaps)
     done = subprocess.run(argv, env=builder_env(gpus, **env), capture_output=True, text=True, timeout=120)
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     raw = result_file.read_text(encoding="utf-8")

@@ -6,7 +6,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from trtllm_operator.api.constants import (
 )
 from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.api.plan import BuildResult
+from trtllm_operator.builder import builder_command
 from trtllm_operator.builder import manifest as mf
 from trtllm_operator.builder.preflight import probe
 from trtllm_operator.builder.remap import parse_remap
@@ -367,17 +367,7 @@ def test_pytorch_plan_rendered_by_the_operator(box: Sandbox) -> None:
 def test_sigterm_stops_the_tool_and_still_writes_a_result(box: Sandbox) -> None:
     plan_file, result_file = box.tmp / "plan.json", box.tmp / "result"
     plan_file.write_text(make_plan().to_json(), encoding="utf-8")
-    argv = [
-        sys.executable,
-        "-m",
-        "trtllm_operator.builder",
-        "--plan",
-        str(plan_file),
-        "--result-file",
-        str(result_file),
-    ]
-    for remap in box.remaps:
-        argv += ["--remap", remap]
+    argv = builder_command(plan_file, result_file, box.remaps)
     env = builder_env([H100, H100], TRTLLM_SIM_STEP_SECONDS="30")
     with subprocess.Popen(
         argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True

@@ -317,6 +317,17 @@ class Baseline(ApiModel):
 
 AccuracyTaskName = Literal["mmlu", "gsm8k", "gpqa_diamond", "cnn_dailymail", "humaneval", "perplexity"]
 Metric = Literal["accuracy", "exact_match", "pass_at_1", "rouge1", "perplexity"]
+#: The metric each built-in task reports when ``metric`` is not set (the builder and the gates both use it).
+DEFAULT_METRIC: dict[str, str] = {
+    "mmlu": "accuracy",
+    "gsm8k": "exact_match",
+    "gpqa_diamond": "accuracy",
+    "cnn_dailymail": "rouge1",
+    "humaneval": "pass_at_1",
+    "perplexity": "perplexity",
+}
+#: Metrics where a lower score is better; for them a "drop" is an increase.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"perplexity"})
 
 
 class AccuracyTask(ApiModel):

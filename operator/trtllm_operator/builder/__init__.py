@@ -5,3 +5,25 @@ TensorRT-LLM command lines the operator rendered, verifies and atomically publis
 measures it, and reports a :class:`~trtllm_operator.api.plan.BuildResult` through the termination
 message. Entry point: ``python -m trtllm_operator.builder`` (``trtllm-operator-builder``).
 """
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def builder_command(plan_file: Path, result_file: Path, remaps: Iterable[str] = ()) -> list[str]:
+    """The argv that runs the builder on a plan file, as the local pod executor and tests do."""
+    argv = [
+        sys.executable,
+        "-m",
+        "trtllm_operator.builder",
+        "--plan",
+        str(plan_file),
+        "--result-file",
+        str(result_file),
+    ]
+    for remap in remaps:
+        argv += ["--remap", remap]
+    return argv

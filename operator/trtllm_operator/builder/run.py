@@ -43,6 +43,7 @@ from trtllm_operator.api.constants import (
     EXIT_VERIFY_FAILED,
     RESULT_MAX_BYTES,
 )
+from trtllm_operator.api.engine import DEFAULT_METRIC
 from trtllm_operator.api.plan import (
     BuildPlan,
     BuildResult,
@@ -60,14 +61,6 @@ from trtllm_operator.builder.verify import Verification, verify_dir
 from trtllm_operator.logging import HF_TOKEN_RE
 
 GATE_STEPS: Final = frozenset({"dataset", "benchmark", "accuracy"})
-DEFAULT_METRICS: Final = {
-    "mmlu": "accuracy",
-    "gsm8k": "exact_match",
-    "gpqa_diamond": "accuracy",
-    "cnn_dailymail": "rouge1",
-    "humaneval": "pass_at_1",
-    "perplexity": "perplexity",
-}
 MAX_WARNINGS: Final = 5
 MAX_WARNING_CHARS: Final = 200
 MESSAGE_HEAD_CHARS: Final = 240
@@ -529,7 +522,7 @@ class Builder:
         tasks = self.plan.accuracy.tasks if self.plan.accuracy else []
         planned = tasks[ordinal] if ordinal < len(tasks) else None
         task = planned.name if planned else scanner.score.task or "unknown"
-        metric = (planned.metric if planned else None) or DEFAULT_METRICS.get(task) or scanner.score.metric
+        metric = (planned.metric if planned else None) or DEFAULT_METRIC.get(task) or scanner.score.metric
         self.acc.append(ResultAccuracy(task=task, metric=metric or "score", score=scanner.score.score))
         log.info("accuracy measured", task=task, metric=metric, score=scanner.score.score)
 

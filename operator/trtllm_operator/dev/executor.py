@@ -34,6 +34,7 @@ import structlog
 from kubernetes import client
 
 from trtllm_operator.api import constants as c
+from trtllm_operator.builder import builder_command
 from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
 from trtllm_operator.gpu.labels import GFD
 from trtllm_operator.k8s import as_body, new_api_client, required
@@ -280,17 +281,7 @@ class Executor:
     def _execute(self, pod: Any) -> tuple[int, str]:
         remaps, plan_file = self._remaps(pod)
         result_file = Path(tempfile.mkstemp(prefix="result-")[1])
-        argv = [
-            sys.executable,
-            "-m",
-            "trtllm_operator.builder",
-            "--plan",
-            str(plan_file),
-            "--result-file",
-            str(result_file),
-        ]
-        for remap in remaps:
-            argv += ["--remap", remap]
+        argv = builder_command(plan_file, result_file, remaps)
         log_path = self.pod_logs / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
         log.info(
             "running builder",

@@ -7,10 +7,11 @@ because a baseline may be another TRTEngine's measured score, which only the ope
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
 
 from trtllm_operator.api import reasons
 from trtllm_operator.api.engine import (
+    DEFAULT_METRIC,
+    LOWER_IS_BETTER,
     AccuracyStatus,
     AccuracyTask,
     BenchmarkStatus,
@@ -19,19 +20,7 @@ from trtllm_operator.api.engine import (
     TRTEngineSpec,
 )
 from trtllm_operator.api.plan import ResultAccuracy, ResultBenchmark
-
-#: Metrics where a lower score is better; for them a "drop" is an increase.
-LOWER_IS_BETTER: Final = frozenset({"perplexity"})
-#: The metric each built-in task reports when spec doesn't name one.
-DEFAULT_METRIC: Final = {
-    "mmlu": "accuracy",
-    "gsm8k": "exact_match",
-    "gpqa_diamond": "accuracy",
-    "cnn_dailymail": "rouge1",
-    "humaneval": "pass_at_1",
-    "perplexity": "perplexity",
-}
-_CALIBRATION_DOMAIN: Final = {"cnn_dailymail": "news", "pileval": "general", "scienceqa": "science"}
+from trtllm_operator.reconcile.warnings import calibration_domain_mismatch
 
 
 @dataclass(frozen=True)
@@ -112,11 +101,10 @@ def benchmark_problems(gate: BenchmarkValidation, result: ResultBenchmark) -> li
 
 
 def _calibration_hint(spec: TRTEngineSpec) -> str:
-    dataset = spec.calibration.dataset
-    domain = _CALIBRATION_DOMAIN.get(dataset)
-    if spec.precision in ("fp16", "bf16") or domain is None or spec.model.domain in ("general", domain):
+    """The CalibrationDomainMismatch warning, restated where the accuracy regression it predicts shows up."""
+    if calibration_domain_mismatch(spec) is None:
         return ""
-    return f"; calibration dataset {dataset} does not match model domain {spec.model.domain}"
+    return f"; calibration dataset {spec.calibration.dataset} does not match model domain {spec.model.domain}"
 
 
 def evaluate_gates(
