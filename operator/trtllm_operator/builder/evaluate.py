@@ -28,7 +28,7 @@ Without TensorRT-LLM:
 
 Pure parts (unit-tested): dataset reading (shared with ``trtllm-operator-ptq``), windowing, the
 NLL -> perplexity arithmetic, and the loader decision. Output: one JSON line on stdout,
-``{"task": "perplexity", "metric": "perplexity", "score": ...}`` (+ ``reference``/``delta``).
+``{"task": "perplexity", "metric": "perplexity", "score": ...}`` (+ ``reference``/``delta``), 6 decimals.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from trtllm_operator.builder.ptq import MODELOPT_STATE, dtype_kwargs, read_texts
 LOADERS: Final = ("trtllm", "transformers", "modelopt-restore")
 DEFAULT_MAX_LENGTH: Final = 1024
 DOCUMENT_SEPARATOR: Final = "\n\n"
+#: Decimals of the printed perplexity (and reference, delta).
+SCORE_DECIMALS: Final = 6
 
 
 class LoaderError(RuntimeError):
@@ -292,16 +294,21 @@ def perplexity(model: Path, args: argparse.Namespace, text: str) -> tuple[float,
 
 
 def result_line(score: float, tokens: int, windows: int, loader: str, reference: float | None) -> str:
+    """The JSON result line. Scores carry 6 decimals: quantization costs and their seed-to-seed spread
+    can be 1e-4 of a perplexity (docs/gpu-validation.md), so 4 decimals would hide them."""
     data: dict[str, Any] = {
         "task": "perplexity",
         "metric": "perplexity",
-        "score": round(score, 4),
+        "score": round(score, SCORE_DECIMALS),
         "tokens": tokens,
         "windows": windows,
         "loader": loader,
     }
     if reference is not None:
-        data |= {"reference": round(reference, 4), "delta": round(score - reference, 4)}
+        data |= {
+            "reference": round(reference, SCORE_DECIMALS),
+            "delta": round(score - reference, SCORE_DECIMALS),
+        }
     return json.dumps(data)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import structlog
 
 from trtllm_operator.api import constants as c
+from trtllm_operator.api import reasons as r
+from trtllm_operator.api.conditions import ConditionStatus, set_condition
 from trtllm_operator.api.engine import TRTEngineStatus
 from trtllm_operator.handlers.runtime import Key, Runtime
 from trtllm_operator.reconcile.engine import EngineDecision, EngineObservation, JobView, reconcile_engine
@@ -119,9 +121,6 @@ def _report_apply_failure(
     rt: Runtime, obj: dict[str, Any], decision: EngineDecision, error: Exception
 ) -> None:
     """Say in status why children could not be created (the worker retries with backoff)."""
-    from trtllm_operator.api import reasons as r
-    from trtllm_operator.api.conditions import ConditionStatus, set_condition
-
     message = f"could not create the build's objects (retrying): {str(error)[:800]}"
     status = decision.status
     failed: tuple[tuple[str, ConditionStatus], ...] = (
@@ -131,7 +130,7 @@ def _report_apply_failure(
     )
     for type_, value in failed:
         status.conditions = set_condition(
-            status.conditions, type_, value, "ApplyFailed", message, generation=status.observedGeneration
+            status.conditions, type_, value, r.APPLY_FAILED, message, generation=status.observedGeneration
         )
     meta = obj["metadata"]
     rt.kube.patch_custom_status(
