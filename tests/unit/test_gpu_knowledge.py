@@ -19,6 +19,7 @@ from trtllm_operator.gpu import (
     KV_MIN_CC,
     PRECISION_MIN_CC,
     ComputeCapability,
+    Problem,
     arch_name,
     compatibility_problems,
     facts_from_node,
@@ -140,12 +141,17 @@ def test_precision_minimum_is_the_boundary(precision: str) -> None:
         assert compatibility_problems(precision, "auto", "pytorch", cc) == [], (precision, cc)
 
 
+def _cc_boundary(problems: list[Problem]) -> list[Problem]:
+    """Only the compute-capability problems (not backend rules such as pytorch's missing INT8 KV cache)."""
+    return [p for p in problems if "needs compute capability" in p.message]
+
+
 @pytest.mark.parametrize("kv", sorted(DOCUMENTED_KV_MIN))
 def test_kv_minimum_is_the_boundary(kv: str) -> None:
     need = parse_cc(DOCUMENTED_KV_MIN[kv])
     for text in CCS:
         cc = parse_cc(text)
-        problems = compatibility_problems("fp16", kv, "pytorch", cc)
+        problems = _cc_boundary(compatibility_problems("fp16", kv, "pytorch", cc))
         if cc < need:
             assert [p.field for p in problems] == ["spec.kvCacheDtype"], (kv, cc)
             assert f"≥ {need}" in problems[0].message
@@ -201,7 +207,7 @@ def test_fp8_kv_on_a100_is_a_kv_problem() -> None:
     ],
 )
 def test_kv_suggestion_only_names_dtypes_the_gpu_supports(kv: str, cc: CC, suggestion: str) -> None:
-    (problem,) = compatibility_problems("fp16", kv, "pytorch", cc)
+    (problem,) = _cc_boundary(compatibility_problems("fp16", kv, "pytorch", cc))
     assert suggestion in problem.message
     if cc < CC(8, 0):
         assert "int8" not in problem.message.split("—", 1)[1]
@@ -250,8 +256,19 @@ def test_tensorrt_rejects_int8_kv_on_blackwell(cc: str) -> None:
     problems = compatibility_problems("fp8", "int8", "tensorrt", parse_cc(cc))
     assert [p.field for p in problems] == ["spec.kvCacheDtype"]
     assert "fp8" in problems[0].message
-    assert compatibility_problems("fp8", "int8", "pytorch", parse_cc(cc)) == []
     assert compatibility_problems("fp8", "int8", "tensorrt", CC(9, 0)) == []
+
+
+@pytest.mark.parametrize("cc", CCS)
+def test_pytorch_backend_has_no_int8_kv_cache_on_any_gpu(cc: str) -> None:
+    """ModelOpt's HF export refuses an INT8 KV cache ("Invalid KV cache quantization format")."""
+    backend_problems = [
+        p
+        for p in compatibility_problems("fp8", "int8", "pytorch", parse_cc(cc))
+        if "pytorch backend" in p.message
+    ]
+    assert [p.field for p in backend_problems] == ["spec.kvCacheDtype"]
+    assert "use kvCacheDtype fp8" in backend_problems[0].message
 
 
 # ---------------------------------------------------------------------------- supported precisions

@@ -488,6 +488,13 @@ class TRTEngineSpec(ApiModel):
                 field_path=".kvCacheDtype",
             ),
             cel(
+                "self.backend != 'pytorch' || self.kvCacheDtype != 'int8'",
+                "spec.kvCacheDtype int8: the pytorch backend has no INT8 KV cache (ModelOpt's Hugging Face "
+                "export refuses it); use kvCacheDtype fp8 (compute capability ≥ 8.9) or auto, or backend "
+                "tensorrt",
+                field_path=".kvCacheDtype",
+            ),
+            cel(
                 "self.backend != 'pytorch' || !has(self.build) || size(self.build.extraArgs) == 0",
                 "spec.build.extraArgs are trtllm-build flags and apply to backend tensorrt only; remove them "
                 "for backend pytorch",

@@ -202,6 +202,16 @@ def compatibility_problems(
                 f"{'int8 or auto' if cc >= KV_MIN_CC['int8'] else 'auto or fp16'} on this GPU",
             )
         )
+    if backend == "pytorch" and kv_cache_dtype == "int8":
+        problems.append(
+            Problem(
+                "spec.kvCacheDtype",
+                reasons.PRECISION_UNSUPPORTED,
+                "the pytorch backend has no INT8 KV cache: ModelOpt's Hugging Face export refuses it "
+                '("Invalid KV cache quantization format") — use kvCacheDtype fp8 (compute capability ≥ 8.9) '
+                "or auto, or backend tensorrt",
+            )
+        )
     if backend == "tensorrt" and cc >= ENGINE_INT_MAX_CC:
         if precision in ENGINE_INT_FORMATS:
             problems.append(
