@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # GPU validation of the builder's pytorch path and of the accuracy gate (docs/gpu-validation.md).
 #
-#   make gpu-validation                      # = bash hack/gpu-validation.sh
+#   make gpu-validation                      # = bash hack/gpu-validation.sh: run 2 (confirmatory), i.e.
+#                                            #   --thresholds per-precision --seeds 5,6,7,8
+#   bash hack/gpu-validation.sh --thresholds run1 --seeds 1,2,3,4   # run 1: one maxDrop 0.02, seeds 1-4
 #   bash hack/gpu-validation.sh --pilot      # short training, one seed: a smoke test
-#   bash hack/gpu-validation.sh --dry-run    # no GPU: data split, rendered plans, builder commands
+#   bash hack/gpu-validation.sh --dry-run    # no GPU: data split, rendered plans, builder commands,
+#                                            #   gate arithmetic, stand-in tensorrt flow (pynvml shim)
+#
+# Every run also takes a rendered tensorrt-backend fp8 TP1 plan through the builder with the
+# stand-in TensorRT-LLM tools of hack/standins/bin and the real NVML preflight (no pynvml shim);
+# --skip-standin-tensorrt leaves it out.
 #
 # Needs an NVIDIA GPU and a python3 with torch, transformers, tokenizers, safetensors, numpy, PyYAML,
 # pytest and nvidia-ml-py (the lent H100/H200 image has them). What such a machine lacks — NVIDIA
@@ -15,7 +22,8 @@
 # TRTLLM_PTQ_SAVE_MODELOPT_STATE=1 makes the PTQ tool save the fake-quant state next to each export:
 # without TensorRT-LLM that is how trtllm-operator-eval measures a quantized model.
 #
-# Results: $OUT (default $GPU_VALIDATION_WORK/out): results.json, pytest.log, builder logs.
+# Results: $OUT (default $GPU_VALIDATION_WORK/out): results.json, pytest.log, builder logs (the nvfp4
+# refusal, the first fp8 build, the stand-in tensorrt build).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${GPU_VALIDATION_WORK:-/tmp/gpu-validation}

@@ -241,16 +241,16 @@ def test_model_facts_detects_a_modelopt_export(tmp_path: Path) -> None:
 
 
 def test_result_line() -> None:
-    line = json.loads(evaluate.result_line(6.123456, 100, 2, "trtllm", 6.0))
+    line = json.loads(evaluate.result_line(6.12345678, 100, 2, "trtllm", 6.0))
     assert line == {
         "task": "perplexity",
         "metric": "perplexity",
-        "score": 6.1235,
+        "score": 6.123457,
         "tokens": 100,
         "windows": 2,
         "loader": "trtllm",
         "reference": 6.0,
-        "delta": 0.1235,
+        "delta": 0.123457,
     }
 
 
