@@ -20,18 +20,17 @@ Every percentile block holds p50, p90, p95, p99, minimum, maximum and average.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from tests.unit.builder_support import load_shim
 from trtllm_operator.dev.standins import SHIM_DIR, standin_env
 from trtllm_operator.dev.standins.simgpu import (
     default_uuid,
@@ -583,15 +582,6 @@ def test_eval_prints_the_score_and_writes_the_report(engine_tp4: Path, model: Pa
 
 
 # --- simulated GPUs and the pynvml shim --------------------------------------------------------------
-
-
-def load_shim() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("standin_pynvml", SHIM_DIR / "pynvml.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_pynvml_shim_reports_the_simulated_gpus(monkeypatch: pytest.MonkeyPatch) -> None:

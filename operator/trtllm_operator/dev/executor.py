@@ -35,6 +35,7 @@ from kubernetes import client
 
 from trtllm_operator.api import constants as c
 from trtllm_operator.builder import builder_command
+from trtllm_operator.dev.standins import standin_env
 from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
 from trtllm_operator.gpu.labels import GFD
 from trtllm_operator.k8s import as_body, new_api_client, required
@@ -42,7 +43,6 @@ from trtllm_operator.k8s import as_body, new_api_client, required
 log = structlog.get_logger("sim-executor")
 REPO = Path(__file__).resolve().parents[3]
 STANDIN_BIN = REPO / "hack" / "standins" / "bin"
-SHIM = Path(__file__).resolve().parent / "standins" / "shim"
 STORAGE_CLASS = "sim-local"
 PROVISIONER = "sim.trtllm.dev/local"
 COMPONENT_CLEANUP = "cleanup"
@@ -228,15 +228,10 @@ class Executor:
 
     def _env(self, pod: Any) -> dict[str, str]:
         namespace = pod.metadata.namespace
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRTLLM_SIM_", "HF_"))}
-        env.update(
-            {
-                "PATH": f"{STANDIN_BIN}{os.pathsep}{env.get('PATH', '')}",
-                "PYTHONPATH": os.pathsep.join([str(SHIM), str(REPO / "operator")]),
-                "PYTHONUNBUFFERED": "1",
-                "TRTLLM_SIM_GPUS": json.dumps(self._gpus(pod)),
-            }
-        )
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("TRTLLM_SIM_", "HF_"))}
+        base["PYTHONPATH"] = str(REPO / "operator")  # this checkout's package, behind the pynvml shim
+        env = standin_env(self._gpus(pod), base, PYTHONUNBUFFERED="1")
+        pythonpath = env["PYTHONPATH"]
         for item in self._container(pod).env or []:
             if item.value is not None:
                 env[item.name] = item.value
@@ -250,7 +245,7 @@ class Executor:
         except client.ApiException as error:
             if error.status != 404:
                 raise
-        env["PYTHONPATH"] = os.pathsep.join([str(SHIM), str(REPO / "operator")])
+        env["PYTHONPATH"] = pythonpath  # the pod's own PYTHONPATH points into its (absent) image
         return env
 
     def _remaps(self, pod: Any) -> tuple[list[str], Path]:
