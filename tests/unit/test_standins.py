@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.builder_support import load_shim
+from tests.unit.builder_support import A100, B200, BIN, GPU, H100, L40S, load_shim
 from trtllm_operator.dev.standins import SHIM_DIR, standin_env
 from trtllm_operator.dev.standins.simgpu import (
     default_uuid,
@@ -39,13 +39,6 @@ from trtllm_operator.dev.standins.simgpu import (
     sim_gpus_for_node_labels,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / "hack" / "standins" / "bin"
-GPU = dict[str, Any]
-H100: GPU = {"name": "NVIDIA H100 80GB HBM3", "major": 9, "minor": 0, "memory_total_mib": 81559}
-A100: GPU = {"name": "NVIDIA A100-SXM4-80GB", "major": 8, "minor": 0, "memory_total_mib": 81920}
-L40S: GPU = {"name": "NVIDIA L40S", "major": 8, "minor": 9, "memory_total_mib": 46068}
-B200: GPU = {"name": "NVIDIA B200", "major": 10, "minor": 0, "memory_total_mib": 183359}
 _SCRUBBED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONPATH")
 
 

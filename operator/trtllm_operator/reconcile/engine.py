@@ -232,9 +232,8 @@ def _placement(
     spec: TRTEngineSpec, nodes: tuple[GpuNodeFacts, ...], job: JobView | None
 ) -> Placement | NoFit:
     """The target of an existing Job is fixed (engines are not portable); otherwise choose from the fleet."""
-    chosen = choose_target(spec, nodes)
     if job is None or job.target_cc is None:
-        return chosen
+        return choose_target(spec, nodes)
     cc = parse_cc(job.target_cc)
     fitting = sum(1 for n in nodes if n.cc == cc and n.usable)
     return Placement(
