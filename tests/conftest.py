@@ -97,6 +97,11 @@ def operator(
     if env.pop("private_fleet", False):
         env["TRTLLM_NODE_SELECTOR"] = f"trtllm.dev/fleet={namespace}"
     env.setdefault("TRTLLM_RESYNC_SECONDS", "10")
+    # Leader election stays on (as deployed) with short leases, so a killed operator's successor
+    # takes over within seconds; the Lease lives in the test's namespace.
+    env.setdefault("TRTLLM_LEASE_DURATION_SECONDS", "4")
+    env.setdefault("TRTLLM_RENEW_DEADLINE_SECONDS", "3")
+    env.setdefault("TRTLLM_RETRY_PERIOD_SECONDS", "0.5")
     process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log", env).start()
     yield process
     process.stop()

@@ -38,16 +38,24 @@ def _render(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from trtllm_operator.operator_main import run_operator
 
-    return run_operator(namespace=args.namespace, liveness=args.liveness, verbose=args.verbose)
+    return run_operator(
+        namespaces=tuple(args.namespace or ()),
+        health_addr=args.health_addr,
+        metrics_addr=args.metrics_addr,
+        verbose=args.verbose,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trtllm-operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the operator (kopf) against the current kubeconfig")
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig (or in-cluster)")
     run.add_argument("-n", "--namespace", action="append", help="watch only these namespaces (default: all)")
-    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--health-addr", default=None, help="serve /healthz and /readyz (caches synced) here, e.g. :8080"
+    )
+    run.add_argument("--metrics-addr", default=None, help="serve Prometheus /metrics here, e.g. :8081")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

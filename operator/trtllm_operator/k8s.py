@@ -8,15 +8,21 @@ as merge patches; reads of children go by label, so a restarted operator finds w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 from kubernetes import client, config
+from kubernetes.watch import watch as _watch
 
 from trtllm_operator.api import constants as c
+from trtllm_operator.informer import ExpiredError
 
 log = structlog.get_logger(__name__)
 Obj = dict[str, Any]
@@ -63,6 +69,28 @@ def _json_object(data: object, what: str) -> Obj:
     return data
 
 
+def is_api_error(error: BaseException) -> bool:
+    """The API server answered with an error status (as opposed to a bug in our code)."""
+    return isinstance(error, client.ApiException)
+
+
+def describe_error(error: BaseException) -> str:
+    """A short, stable description of a failed call: the API's code, reason and message, no headers.
+
+    ``str(ApiException)`` embeds the response headers (Audit-Id, Date) that change on every attempt; a
+    status written from it would change every retry and wake the object again.
+    """
+    if isinstance(error, client.ApiException):
+        message = ""
+        try:
+            body = json.loads(error.body or "{}")
+            message = str(body.get("message") or "") if isinstance(body, dict) else ""
+        except (TypeError, ValueError):
+            message = ""
+        return f"{error.status} {error.reason or ''}: {message or 'no message'}".strip()[:600]
+    return f"{type(error).__name__}: {error}"[:600]
+
+
 def stringify_quantities(node: Any) -> Any:
     """Resource quantities as strings.
 
@@ -81,88 +109,253 @@ def stringify_quantities(node: Any) -> Any:
     return out
 
 
+#: Called once per HTTP request with (verb, code): verb is get/list/watch/create/update/patch/delete,
+#: code the HTTP status or "error" when no response came. The operator's metrics count these.
+RequestObserver = Callable[[str, str], None]
+#: Annotation on every child we apply: the hash of what we rendered, so an unchanged child is not
+#: written again (a reconcile compares it with the cached child instead of sending an apply).
+SPEC_HASH_ANNOTATION = "trtllm.dev/rendered-hash"
+
+
+def request_verb(method: str, url: str) -> str:
+    """The Kubernetes verb of a request, as the API server's metrics name it."""
+    query = urlsplit(url).query
+    if method == "GET":
+        if "watch=true" in query or "watch=True" in query:
+            return "watch"
+        return "list" if "limit=" in query else "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+def _count_requests(api: client.ApiClient, observe: RequestObserver) -> None:
+    """Wrap the client's one HTTP entry point so every request is counted by verb and code."""
+    rest = api.rest_client
+    original: Callable[..., Any] = rest.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        code = "error"
+        try:
+            response = original(method, url, *args, **kwargs)
+            code = str(response.status)
+            return response
+        finally:
+            observe(request_verb(method, url), code)
+
+    setattr(rest, "request", counted)  # noqa: B010 - mypy forbids assigning to a method
+
+
+def rendered_hash(obj: Mapping[str, Any]) -> str:
+    """A stable digest of a rendered child (without our own hash annotation)."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != SPEC_HASH_ANNOTATION}
+    body = {**obj, "metadata": {**meta, "annotations": annotations}}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def with_rendered_hash(obj: Mapping[str, Any]) -> Obj:
+    meta = dict(obj.get("metadata") or {})
+    annotations = {**(meta.get("annotations") or {}), SPEC_HASH_ANNOTATION: rendered_hash(obj)}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
+
+
+def up_to_date(desired: Mapping[str, Any], observed: Mapping[str, Any] | None) -> bool:
+    """The cached child was applied from exactly this rendering."""
+    if observed is None:
+        return False
+    annotations = (observed.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(SPEC_HASH_ANNOTATION) == rendered_hash(desired))
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A listable resource: its API path prefix and plural (namespaced or not)."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}"
+
+
+ENGINES = Resource(c.GROUP, c.VERSION, c.ENGINE_PLURAL)
+SERVICES = Resource(c.GROUP, c.VERSION, c.SERVICE_PLURAL)
+JOBS = Resource("batch", "v1", "jobs")
+PODS = Resource("", "v1", "pods")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+CORE_SERVICES = Resource("", "v1", "services")
+HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+NODES = Resource("", "v1", "nodes", namespaced=False)
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+
+
+class RawListWatch:
+    """LIST (paginated) and WATCH (with bookmarks) of one resource as plain JSON, for an Informer."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        page: int = 500,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.kube, self.resource, self.namespace = kube, resource, namespace
+        self.selector, self.page, self.watch_timeout = label_selector, page, watch_timeout
+
+    def _query(self, **params: str) -> list[tuple[str, str]]:
+        query = [(k, v) for k, v in params.items()]
+        if self.selector:
+            query.append(("labelSelector", self.selector))
+        return query
+
+    def list(self) -> tuple[list[Obj], str]:
+        items: list[Obj] = []
+        token = ""
+        while True:
+            params = {"limit": str(self.page)}
+            if token:
+                params["continue"] = token
+            body = json.loads(
+                self.kube.raw_get(self.resource.path(self.namespace), self._query(**params)).read()
+            )
+            for item in body.get("items") or []:
+                item.setdefault("apiVersion", body.get("apiVersion"))  # LIST items carry neither
+                item.setdefault("kind", str(body.get("kind") or "").removesuffix("List"))
+                items.append(item)
+            meta = body.get("metadata") or {}
+            token = meta.get("continue") or ""
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
+
+    def watch(self, resource_version: str) -> Iterator[Obj]:
+        # The server ends the stream after timeoutSeconds (jittered, as client-go's reflector does);
+        # the client's read timeout is a little longer, so a silent dead connection is noticed too.
+        timeout = int(self.watch_timeout * random.uniform(1.0, 1.2))  # noqa: S311 - jitter only
+        query = self._query(
+            watch="true",
+            resourceVersion=resource_version,
+            allowWatchBookmarks="true",
+            timeoutSeconds=str(timeout),
+        )
+        try:
+            response = self.kube.raw_get(
+                self.resource.path(self.namespace), query, timeout=(10, timeout + 30)
+            )
+        except client.ApiException as error:
+            if error.status == 410:
+                raise ExpiredError(str(error.reason)) from error
+            raise
+        try:
+            iter_lines: Callable[[Any], Iterator[str]] = _watch.iter_resp_lines
+            for line in iter_lines(response.response):
+                if line:
+                    event: Obj = json.loads(line)
+                    yield event
+        finally:
+            response.response.release_conn()
+
+
+class ConflictError(Exception):
+    """A write lost an optimistic-concurrency race (HTTP 409): requeue and decide again from the cache."""
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient | None = None) -> None:
+    def __init__(self, api: client.ApiClient | None = None, observe: RequestObserver | None = None) -> None:
         self.api = api or load_api_client()
+        if observe is not None:
+            _count_requests(self.api, observe)
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.autoscaling = client.AutoscalingV2Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
+
+    # ------------------------------------------------------------ raw reads (informers only)
+    def raw_get(
+        self, path: str, query: list[tuple[str, str]], timeout: float | tuple[float, float] = 60
+    ) -> Any:
+        """A GET whose JSON body the caller reads (``.read()``) or streams (``.response``)."""
+        serialize: Callable[..., tuple[str, str, dict[str, str], Any, Any]] = self.api.param_serialize
+        method, url, headers, _, _ = serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        call: Callable[..., Any] = self.api.call_api
+        response = call(method, url, header_params=headers, _request_timeout=timeout)
+        if not 200 <= response.status < 300:
+            response.read()
+            raise client.ApiException(http_resp=response)
+        return response
+
+    def list_watch(
+        self, resource: Resource, namespace: str | None, selector: str | None = None
+    ) -> RawListWatch:
+        return RawListWatch(self, resource, namespace, selector)
 
     def _dict(self, obj: Any) -> Obj:
         sanitize: Callable[[Any], Obj] = self.api.sanitize_for_serialization
         return sanitize(obj)
 
     # ------------------------------------------------------------ custom resources
-    def get_custom(self, plural: str, namespace: str, name: str) -> Obj | None:
+    def patch_custom_status(
+        self, plural: str, namespace: str, name: str, status: Obj, resource_version: str | None = None
+    ) -> str | None:
+        """Merge-patch the status subresource; with ``resource_version`` only over that version.
+
+        Returns the object's new resourceVersion (None when it is gone).
+        """
+        body: Obj = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
-            obj = self.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, plural, name)
-            return _json_object(obj, f"{plural} {namespace}/{name}")
+            result = self.custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, plural, name, body
+            )
         except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+            if error.status == 409:
+                raise ConflictError(f"{plural} {namespace}/{name} changed since it was read") from error
+            if error.status != 404:  # deleted meanwhile: nothing to write
+                raise
+            return None
+        updated = _json_object(result, f"{plural} {namespace}/{name}")
+        return str((updated.get("metadata") or {}).get("resourceVersion") or "") or None
 
-    def patch_custom_status(self, plural: str, namespace: str, name: str, status: Obj) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            c.GROUP, c.VERSION, namespace, plural, name, {"status": status}
-        )
-
-    def set_finalizer(self, plural: str, obj: Obj, finalizer: str, present: bool) -> None:
+    def set_finalizer(self, plural: str, obj: Obj, finalizer: str, present: bool) -> str | None:
+        """Add or remove ``finalizer`` over the object's resourceVersion; returns the new resourceVersion."""
         meta = obj["metadata"]
         current = list(meta.get("finalizers") or [])
         wanted = [f for f in current if f != finalizer] + ([finalizer] if present else [])
         if wanted == current:
-            return
+            return str(meta.get("resourceVersion") or "") or None
         patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta["resourceVersion"]}}
         try:
-            self.custom.patch_namespaced_custom_object(
+            result = self.custom.patch_namespaced_custom_object(
                 c.GROUP, c.VERSION, meta["namespace"], plural, meta["name"], patch
             )
         except client.ApiException as error:
-            if error.status not in (404, 409):  # gone, or changed meanwhile: the next reconcile retries
+            if error.status == 409:
+                raise ConflictError(
+                    f"{plural} {meta['namespace']}/{meta['name']} changed since it was read"
+                ) from error
+            if error.status != 404:
                 raise
+            return None
+        updated = _json_object(result, f"{plural} {meta['namespace']}/{meta['name']}")
+        return str((updated.get("metadata") or {}).get("resourceVersion") or "") or None
 
     # ------------------------------------------------------------ children
-    def list_jobs(self, namespace: str, selector: str) -> list[Obj]:
-        return [
-            self._dict(j) for j in self.batch.list_namespaced_job(namespace, label_selector=selector).items
-        ]
-
-    def list_pods(self, namespace: str, selector: str) -> list[Obj]:
-        return [
-            self._dict(p) for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        ]
-
-    def list_deployments(self, namespace: str, selector: str) -> list[Obj]:
-        return [
-            self._dict(d)
-            for d in self.apps.list_namespaced_deployment(namespace, label_selector=selector).items
-        ]
-
-    def get_job(self, namespace: str, name: str) -> Obj | None:
-        try:
-            return self._dict(self.batch.read_namespaced_job(name, namespace))
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        reader = {
-            "Deployment": self.apps.read_namespaced_deployment,
-            "Service": self.core.read_namespaced_service,
-            "HorizontalPodAutoscaler": self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
-            "Job": self.batch.read_namespaced_job,
-        }[kind]
-        try:
-            return self._dict(reader(name, namespace))
-        except client.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
     def create(self, obj: Obj) -> bool:
         """Create a child; False when it already existed (adopted, not duplicated)."""
         namespace, kind = obj["metadata"]["namespace"], obj["kind"]
@@ -184,12 +377,14 @@ class Kube:
                 return False
             raise
 
-    def replace_spec(self, obj: Obj) -> None:
-        """Server-side apply of an owned child (Deployment/Service/HPA).
+    def apply(self, obj: Obj) -> None:
+        """Server-side apply of an owned child (Deployment/Service/HPA), stamped with its rendered hash.
 
-        Converges drift, keeps others' fields.
+        Converges drift, keeps others' fields (an HPA's replicas). Callers apply only when the cached
+        child's hash differs (``up_to_date``), so an unchanged child costs no request.
         """
-        kind, meta = obj["kind"], obj["metadata"]
+        body = with_rendered_hash(obj)
+        kind, meta = body["kind"], body["metadata"]
         patcher = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
@@ -198,11 +393,12 @@ class Kube:
         patcher(
             meta["name"],
             meta["namespace"],
-            as_body(stringify_quantities(obj)),
+            as_body(stringify_quantities(body)),
             field_manager=c.MANAGED_BY,
             force=True,
             _content_type="application/apply-patch+yaml",
         )
+        log.info("applied", kind=kind, namespace=meta["namespace"], name=meta["name"])
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         deleter = {
@@ -216,6 +412,45 @@ class Kube:
         except client.ApiException as error:
             if error.status != 404:
                 raise
+
+    # ------------------------------------------------------------ leases (leader election)
+    def get_lease(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return self._dict(self.coordination.read_namespaced_lease(name, namespace))
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_lease(self, namespace: str, name: str, spec: Obj) -> Obj | None:
+        """The created Lease, or None when another candidate created it first."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        try:
+            return self._dict(self.coordination.create_namespaced_lease(namespace, as_body(body)))
+        except client.ApiException as error:
+            if error.status == 409:
+                return None
+            raise
+
+    def update_lease(self, namespace: str, name: str, resource_version: str, spec: Obj) -> Obj | None:
+        """The updated Lease, or None when it changed since ``resource_version`` (someone else wrote it)."""
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "spec": spec,
+        }
+        try:
+            return self._dict(self.coordination.replace_namespaced_lease(name, namespace, as_body(body)))
+        except client.ApiException as error:
+            if error.status == 409:
+                return None
+            raise
 
     # ------------------------------------------------------------ events
     def post_event(self, involved: Obj, type_: str, reason: str, message: str) -> None:

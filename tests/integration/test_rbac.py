@@ -24,7 +24,7 @@ import yaml
 from kubernetes import client, config
 
 from tests.support import Kube, OperatorProcess, wait_for
-from tests.unit.test_chart import CLUSTER_SCOPED, NAMESPACED, helm_template, one
+from tests.unit.test_chart import CLUSTER_SCOPED, LEADER_ELECTION, NAMESPACED, helm_template, one
 from trtllm_operator.api import constants as c
 from trtllm_operator.dev.cluster import LocalCluster
 
@@ -83,12 +83,15 @@ def operator_identity(
     namespace, release = f"trtllm-system-{suffix}", f"trtllm-operator-rbac-{suffix}"
     objs = helm_template(release=release, namespace=namespace)
     sa, role, binding = (one(objs, kind) for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"))
+    lease_role, lease_binding = (one(objs, kind) for kind in ("Role", "RoleBinding"))  # leader election
     rbac = client.RbacAuthorizationV1Api(kube.api)
     kube.core.create_namespace({"metadata": {"name": namespace, "labels": {"trtllm.dev/test": "true"}}})
     try:
         kube.core.create_namespaced_service_account(namespace, sa)
         rbac.create_cluster_role(role)
         rbac.create_cluster_role_binding(binding)
+        rbac.create_namespaced_role(namespace, lease_role)
+        rbac.create_namespaced_role_binding(namespace, lease_binding)
         identity = token_kubeconfig(
             kube,
             cluster,
@@ -137,16 +140,19 @@ def allowed(
 # (verb, group, resource, subresource, namespaced)
 MAY = [
     ("create", "batch", "jobs", None, True),
-    ("get", "batch", "jobs", None, True),
     ("list", "batch", "jobs", None, True),
     ("watch", "batch", "jobs", None, True),
     ("delete", "batch", "jobs", None, True),
     ("list", "", "pods", None, True),
+    ("watch", "", "pods", None, True),
     ("create", "", "configmaps", None, True),
     ("create", "", "persistentvolumeclaims", None, True),
     ("create", "apps", "deployments", None, True),
     ("patch", "apps", "deployments", None, True),
     ("list", "apps", "deployments", None, True),
+    ("watch", "apps", "deployments", None, True),
+    ("watch", "", "services", None, True),
+    ("watch", "autoscaling", "horizontalpodautoscalers", None, True),
     ("delete", "apps", "deployments", None, True),
     ("create", "", "services", None, True),
     ("patch", "", "services", None, True),
@@ -154,7 +160,6 @@ MAY = [
     ("patch", "autoscaling", "horizontalpodautoscalers", None, True),
     ("delete", "autoscaling", "horizontalpodautoscalers", None, True),
     ("create", "", "events", None, True),
-    ("get", "trtllm.dev", "trtengines", None, True),
     ("watch", "trtllm.dev", "trtengines", None, True),
     ("patch", "trtllm.dev", "trtengines", None, True),
     ("patch", "trtllm.dev", "trtengines", "status", True),
@@ -162,8 +167,6 @@ MAY = [
     ("list", "trtllm.dev", "inferenceservices", None, True),
     ("list", "", "nodes", None, False),
     ("watch", "", "nodes", None, False),
-    ("list", "apiextensions.k8s.io", "customresourcedefinitions", None, False),
-    ("watch", "apiextensions.k8s.io", "customresourcedefinitions", None, False),
 ]
 MAY_NOT = [
     ("get", "", "secrets", None, True),
@@ -192,6 +195,9 @@ MAY_NOT = [
     ("delete", "", "services", None, True),
     ("delete", "", "namespaces", None, False),
     ("create", "apiextensions.k8s.io", "customresourcedefinitions", None, False),
+    # Every read is served from the watch caches: no GETs.
+    ("get", "batch", "jobs", None, True),
+    ("get", "trtllm.dev", "trtengines", None, True),
 ]
 
 
@@ -205,6 +211,16 @@ def test_may(reviews: client.AuthorizationV1Api, operator_identity: Identity, ca
     verb, group, resource, sub, namespaced = case
     namespace = "some-team" if namespaced else None  # cluster-wide: any namespace
     assert allowed(reviews, verb, resource, group, namespace, sub)
+
+
+def test_lease_only_in_the_release_namespace(
+    reviews: client.AuthorizationV1Api, operator_identity: Identity
+) -> None:
+    for verb in ("get", "create", "update"):
+        assert allowed(reviews, verb, "leases", "coordination.k8s.io", operator_identity.namespace)
+    assert not allowed(reviews, "delete", "leases", "coordination.k8s.io", operator_identity.namespace)
+    for verb in ("get", "create", "update"):
+        assert not allowed(reviews, verb, "leases", "coordination.k8s.io", "some-team")
 
 
 @pytest.mark.parametrize("case", MAY_NOT, ids=_id)
@@ -235,7 +251,7 @@ def test_effective_permissions_are_exactly_the_charts(
     extra = effective_rules(operator_identity, operator_identity.namespace) - effective_rules(
         baseline, operator_identity.namespace
     )
-    assert extra == CLUSTER_SCOPED | NAMESPACED
+    assert extra == CLUSTER_SCOPED | NAMESPACED | LEADER_ELECTION  # the Lease: its own namespace only
     assert not {t for t in extra if "*" in t}
 
 
@@ -312,7 +328,13 @@ def test_operator_runs_as_its_service_account(
             "spec": {"engineRef": {"name": "rbac-probe"}},
         },
     )
-    operator = OperatorProcess(operator_identity.kubeconfig, namespace, tmp_path / "operator.log")
+    operator = OperatorProcess(
+        operator_identity.kubeconfig,
+        namespace,
+        tmp_path / "operator.log",
+        # The Lease where the chart puts it: the release namespace, where its Role grants it.
+        {"TRTLLM_LEADER_ELECTION_NAMESPACE": operator_identity.namespace},
+    )
     started = time.monotonic()
     operator.start()
     try:
@@ -393,6 +415,9 @@ def test_operator_runs_as_its_service_account(
         time.sleep(max(0.0, 10.0 - (time.monotonic() - started)))  # a few resyncs and build polls more
         assert operator.process is not None
         assert operator.process.poll() is None, operator.output()[-4000:]
+    except BaseException:
+        print(f"--- operator log ---\n{operator.output()[-20000:]}")
+        raise
     finally:
         operator.stop()
         _drop_finalizers(kube, namespace)

@@ -99,25 +99,22 @@ def grants(group: str, verbs: str, *resources: str) -> set[tuple[str, str, str]]
     return {(group, resource, verb) for resource in resources for verb in verbs.split()}
 
 
-# Exactly what k8s.py + handlers/ call, and what kopf needs (see templates/_helpers.tpl).
-CLUSTER_SCOPED = (
-    grants("", "list watch", "nodes")
-    | grants("apiextensions.k8s.io", "list watch", "customresourcedefinitions")
-    | grants("", "list watch", "namespaces")
-)
+# Exactly what k8s.py + handlers/ call (see templates/_helpers.tpl).
+CLUSTER_SCOPED = grants("", "list watch", "nodes")
 NAMESPACED = (
-    grants("trtllm.dev", "get list watch patch", "trtengines")
-    | grants("trtllm.dev", "get list watch", "inferenceservices")
+    grants("trtllm.dev", "list watch patch", "trtengines")
+    | grants("trtllm.dev", "list watch", "inferenceservices")
     | grants("trtllm.dev", "patch", "trtengines/status", "inferenceservices/status")
     | grants("trtllm.dev", "update", "trtengines/finalizers", "inferenceservices/finalizers")
-    | grants("batch", "get list watch create delete", "jobs")
-    | grants("", "list", "pods")
+    | grants("batch", "list watch create delete", "jobs")
+    | grants("", "list watch", "pods")
     | grants("", "create", "configmaps", "persistentvolumeclaims")
-    | grants("apps", "list create patch delete", "deployments")
-    | grants("", "create patch", "services")
-    | grants("autoscaling", "create patch delete", "horizontalpodautoscalers")
+    | grants("apps", "list watch create patch delete", "deployments")
+    | grants("", "list watch create patch", "services")
+    | grants("autoscaling", "list watch create patch delete", "horizontalpodautoscalers")
     | grants("", "create", "events")
 )
+LEADER_ELECTION = grants("coordination.k8s.io", "get create update", "leases")
 
 
 # ------------------------------------------------------------------ lint and render
@@ -156,7 +153,10 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     objs = helm_template()
     role = one(objs, "ClusterRole")
     assert rules_of(role) == CLUSTER_SCOPED | NAMESPACED
-    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+    # The only Role is the Lease's (leader election), in the release namespace.
+    assert [o["metadata"]["name"] for o in objs if o["kind"] in ("Role", "RoleBinding")] == [
+        f"{RELEASE}-leader-election"
+    ] * 2
     binding = one(objs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -225,20 +225,64 @@ def container(objs: list[Obj]) -> Obj:
     return result
 
 
-def test_deployment_is_one_recreated_replica() -> None:
-    deployment = one(helm_template(), "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert "peering is not a" in (CHART / "templates" / "deployment.yaml").read_text()
+def test_deployment_is_two_replicas_rolled_out_surge_first_and_spread() -> None:
+    objs = helm_template()
+    deployment = one(objs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+    assert not [o for o in helm_template("--set", "replicaCount=1") if o["kind"] == "PodDisruptionBudget"]
 
 
-def test_deployment_runs_the_operator_with_liveness() -> None:
+def test_leader_election_lease_role_in_the_release_namespace_and_settings() -> None:
+    objs = helm_template()
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("leader-election"))
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert rules_of(role) == LEADER_ELECTION
+    binding = next(
+        o for o in objs if o["kind"] == "RoleBinding" and o["metadata"]["name"].endswith("leader-election")
+    )
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    env = {e["name"]: e for e in container(objs)["env"]}
+    assert env["TRTLLM_LEADER_ELECTION"]["value"] == "true"
+    assert env["TRTLLM_LEADER_ELECTION_NAMESPACE"]["value"] == NAMESPACE
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    off = helm_template("--set", "leaderElection.enabled=false")
+    assert not [o for o in off if o["metadata"]["name"].endswith("leader-election")]
+
+
+def test_deployment_runs_the_operator_with_health_readiness_and_metrics() -> None:
     c = container(helm_template())
     assert c["command"] == ["trtllm-operator"]
-    assert c["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert c["args"] == ["run", "--health-addr=:8080", "--metrics-addr=:8081"]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     assert {"name": "health", "containerPort": 8080, "protocol": "TCP"} in c["ports"]
-    assert c["image"] == "ghcr.io/trtllm-operator/trtllm-operator:0.1.0"
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
+
+
+def test_metrics_service_and_optional_service_monitor() -> None:
+    objs = helm_template()
+    service = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"].endswith("-metrics"))
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert not [o for o in objs if o["kind"] == "ServiceMonitor"]
+    monitored = helm_template(
+        "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=prom"
+    )
+    monitor = one(monitored, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    assert not [
+        o for o in helm_template("--set", "metrics.enabled=false") if o["kind"] in ("ServiceMonitor",)
+    ]
 
 
 def test_pod_meets_the_restricted_pod_security_standard() -> None:
@@ -283,6 +327,8 @@ def test_every_operator_setting_is_in_the_chart_and_parses() -> None:
         node_selector={"nvidia.com/gpu.present": "true", "pool": "gpu"},
         resync_seconds=30.0,
         workers=8,
+        lease_namespace=NAMESPACE,
+        lease_name=RELEASE,
     )
 
 
@@ -290,7 +336,9 @@ def test_default_settings_match_the_operator_defaults_and_build_with_the_operato
     objs = helm_template()
     env = {e["name"]: e["value"] for e in container(objs)["env"] if "value" in e}
     settings = OperatorSettings.from_env(env)
-    assert settings == OperatorSettings(builder_image=container(objs)["image"])
+    assert settings == OperatorSettings(
+        builder_image=container(objs)["image"], lease_namespace=NAMESPACE, lease_name=RELEASE
+    )
 
 
 # ------------------------------------------------------------------ CRDs

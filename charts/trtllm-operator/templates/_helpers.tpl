@@ -45,37 +45,29 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-RBAC: exactly what the operator's code calls (k8s.py, handlers/) and what kopf needs, nothing more.
+RBAC: exactly what the operator's code calls (k8s.py: informers list+watch, writes), nothing more.
 No wildcards, no secrets (the operator never reads one: build pods get tokens through secretKeyRef,
-which the kubelet resolves), no pods/create (Jobs and Deployments make pods), no get on the
-children it only creates (creation is idempotent: 409 AlreadyExists means "adopt").
+which the kubelet resolves), no pods/create (Jobs and Deployments make pods), no get at all: every
+read is served from the watch-fed caches (handlers/runtime.py Caches).
 */}}
 
 {{/* Cluster-scoped: always a ClusterRole, also when watchNamespaces is set. */}}
 {{- define "trtllm-operator.clusterRules" -}}
-# GPU capacity: the node index is fed by a cluster-wide watch (handlers/watch.py node_event).
+# GPU capacity: the node cache is fed by a cluster-wide watch (handlers/watch.py on_node).
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["list", "watch"]
-# kopf: notices the CRDs being (re)installed.
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
-# kopf: with --namespace it lists and watches namespaces to know which exist.
-- apiGroups: [""]
-  resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Namespaced: in the ClusterRole when watching all namespaces, else a Role per watched namespace. */}}
 {{- define "trtllm-operator.namespacedRules" -}}
-# Watched and read; patch only for the trtllm.dev/engine-files finalizer (deletionPolicy: Delete).
+# Watched (cache); patch only for the trtllm.dev/engine-files finalizer (deletionPolicy: Delete).
 - apiGroups: ["trtllm.dev"]
   resources: ["trtengines"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["trtllm.dev"]
   resources: ["inferenceservices"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["trtllm.dev"]
   resources: ["trtengines/status", "inferenceservices/status"]
   verbs: ["patch"]
@@ -84,31 +76,38 @@ children it only creates (creation is idempotent: 409 AlreadyExists means "adopt
 - apiGroups: ["trtllm.dev"]
   resources: ["trtengines/finalizers", "inferenceservices/finalizers"]
   verbs: ["update"]
-# Build and cleanup Jobs: watched (build slots), listed by label, deleted when superseded.
+# Build and cleanup Jobs: watched (cache, build slots), created, deleted when superseded.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
-# Build pods are read for scheduling and exit status, never created directly.
+  verbs: ["list", "watch", "create", "delete"]
+# Build pods are watched for scheduling and exit status (label-selected), never created directly.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # A build's plan, and the engine volume when storage.claim is set.
 - apiGroups: [""]
   resources: ["configmaps", "persistentvolumeclaims"]
   verbs: ["create"]
-# Serving: created, then converged with server-side apply (patch).
+# Serving: watched (cache), applied with server-side apply (patch) only when the rendering changed.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/* Leader election: the Lease in the release namespace (a Role there, in every install mode). */}}
+{{- define "trtllm-operator.leaderElectionRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 {{- end }}
 
 {{/* settings.nodeSelector as TRTLLM_NODE_SELECTOR: "k1=v1,k2=v2" (keys sorted). */}}

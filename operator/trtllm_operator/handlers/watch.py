@@ -1,113 +1,138 @@
-"""Kopf wiring: watch events only update indexes and enqueue keys; workers do the reconciling.
+"""Watch events -> work-queue keys, through indexes; nothing here reads the API server or reconciles.
 
-No kopf change handlers, daemons or timers are registered, so kopf writes no annotations and no
-finalizers on user objects: what Argo CD diffs stays exactly what Git has.
+Each handler maps one event to exactly the keys that depend on it (controller-runtime's
+``EnqueueRequestForOwner`` and mapped handlers), never "every object of a kind":
+- a TRTEngine -> itself, the InferenceServices that serve it, the engines that use it as a baseline;
+- an InferenceService -> itself;
+- a build Job or build pod -> its engine (label); a finished Job frees a build slot -> the engines
+  waiting for one, in line order;
+- a Deployment, Service or HPA -> the InferenceService that owns it;
+- a Node whose GPU facts changed -> the engines still looking for a place to build.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from typing import Any
-
-import kopf
 
 from trtllm_operator.api import constants as c
 from trtllm_operator.gpu.labels import facts_from_node
-from trtllm_operator.handlers import engine, service
-from trtllm_operator.handlers.runtime import Key, Runtime
-from trtllm_operator.k8s import Kube
-from trtllm_operator.logging import configure_logging
-from trtllm_operator.settings import OperatorSettings
-
-RECONCILERS = {c.ENGINE_KIND: engine.reconcile, c.SERVICE_KIND: service.reconcile}
+from trtllm_operator.handlers.runtime import BY_BASELINE, BY_ENGINE_REF, Runtime
+from trtllm_operator.informer import Obj
 
 
-def _dispatch(rt: Runtime, key: Key) -> float | None:
-    return RECONCILERS[key[0]](rt, key)
+def _meta(obj: Obj | None) -> dict[str, Any]:
+    meta = (obj or {}).get("metadata")
+    return meta if isinstance(meta, dict) else {}
 
 
-@kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    configure_logging()
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler ... succeeded" per watch event
-    settings.posting.enabled = False  # we post our own events; kopf's would duplicate them
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.inactivity_timeout = 600
-    settings.persistence.finalizer = c.FINALIZER + "-kopf"  # never added: no handler requires one
-    rt = Runtime(settings=OperatorSettings.from_env(), kube=Kube())
-    memo["rt"] = rt
-    rt.start(_dispatch)
+def _current(old: Obj | None, new: Obj | None) -> Obj:
+    return new if new is not None else (old or {})
 
 
-@kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    rt: Runtime | None = memo.get("rt")
-    if rt is not None:
-        rt.stop()
+def on_engine(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    meta = _meta(_current(old, new))
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    ref = f"{namespace}/{name}"
+    if type_ == "DELETED":
+        for key in rt.slots.forget((namespace, name)):
+            rt.enqueue(c.ENGINE_KIND, *key)
+    else:
+        rt.enqueue(c.ENGINE_KIND, namespace, name)
+    for service in rt.caches.services.by_index(BY_ENGINE_REF, ref):
+        rt.enqueue(c.SERVICE_KIND, namespace, str(_meta(service).get("name")))
+    for engine in rt.caches.engines.by_index(BY_BASELINE, ref):
+        rt.enqueue(c.ENGINE_KIND, namespace, str(_meta(engine).get("name")))
 
 
-def _track(memo: kopf.Memo, kind: str, type_: str | None, body: kopf.Body) -> None:
-    rt: Runtime = memo["rt"]
-    key: Key = (kind, body.metadata.namespace or "", body.metadata.name or "")
-    with rt.lock:
-        if type_ == "DELETED":
-            rt.known.discard(key)
-        else:
-            rt.known.add(key)
+def on_service(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    meta = _meta(_current(old, new))
     if type_ != "DELETED":
-        rt.queue.add(key)
+        rt.enqueue(c.SERVICE_KIND, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
-# The event handlers' ``type`` shadows the builtin on purpose: kopf passes the event type by that keyword.
-@kopf.on.event(c.GROUP, c.VERSION, c.ENGINE_PLURAL)
-def engine_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _track(memo, c.ENGINE_KIND, type, body)
-    rt: Runtime = memo["rt"]
-    rt.enqueue_kind(c.SERVICE_KIND)  # services follow promoted engines
+def job_running(job: Obj) -> bool:
+    status = job.get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    return not any(
+        isinstance(x, dict) and x.get("type") in ("Complete", "Failed") and x.get("status") == "True"
+        for x in conditions or []
+    )
 
 
-@kopf.on.event(c.GROUP, c.VERSION, c.SERVICE_PLURAL)
-def service_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _track(memo, c.SERVICE_KIND, type, body)
+def on_job(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    job = _current(old, new)
+    meta = _meta(job)
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    labels = meta.get("labels") or {}
+    engine = labels.get(c.LABEL_ENGINE)
+    if type_ != "DELETED":
+        rt.observed(namespace, name)
+    if not engine:
+        return
+    if labels.get(c.LABEL_COMPONENT) == c.COMPONENT_BUILD:
+        running = type_ != "DELETED" and job_running(job)
+        for key in rt.slots.job_seen(namespace, name, str(engine), running):
+            rt.enqueue(c.ENGINE_KIND, *key)
+    rt.enqueue(c.ENGINE_KIND, namespace, str(engine))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY})
-def job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    rt: Runtime = memo["rt"]
-    labels = body.metadata.labels or {}
-    engine_name = labels.get(c.LABEL_ENGINE)
-    namespace = body.metadata.namespace or ""
-    status: Mapping[str, Any] = body.status or {}
-    conditions = status.get("conditions") or []
-    finished = any(x.get("type") in ("Complete", "Failed") and x.get("status") == "True" for x in conditions)
-    job_key = (namespace, body.metadata.name or "")
-    with rt.lock:
-        if type == "DELETED" or finished or labels.get(c.LABEL_COMPONENT) != c.COMPONENT_BUILD:
-            rt.active_builds.pop(job_key, None)
-        elif engine_name:
-            rt.active_builds[job_key] = engine_name
-    if engine_name:
-        rt.queue.add((c.ENGINE_KIND, namespace, engine_name))
-    if finished or type == "DELETED":
-        rt.enqueue_kind(c.ENGINE_KIND)  # a freed build slot may start a Queued build
+def on_build_pod(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    meta = _meta(_current(old, new))
+    engine = (meta.get("labels") or {}).get(c.LABEL_ENGINE)
+    if engine:
+        rt.enqueue(c.ENGINE_KIND, str(meta.get("namespace") or ""), str(engine))
 
 
-@kopf.on.event("", "v1", "nodes")
-def node_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    rt: Runtime = memo["rt"]
-    name = body.metadata.name or ""
-    selector = rt.settings.node_selector
-    labels = body.metadata.labels or {}
+def on_owned(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    """A Deployment, Service or HPA: wake the InferenceService that controls it."""
+    meta = _meta(_current(old, new))
+    for owner in meta.get("ownerReferences") or []:
+        if isinstance(owner, dict) and owner.get("kind") == c.SERVICE_KIND and owner.get("controller", True):
+            rt.enqueue(c.SERVICE_KIND, str(meta.get("namespace") or ""), str(owner.get("name")))
+
+
+def _waits_for_nodes(engine: Obj) -> bool:
+    """An engine whose placement is still open: no build has fixed its target yet."""
+    status = engine.get("status")
+    if not isinstance(status, dict):
+        return True
+    return status.get("phase") in (None, "Pending", "Queued") and status.get("build") is None
+
+
+def on_node(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    node = _current(old, new)
+    name = str(_meta(node).get("name") or "")
     facts = None
-    if type != "DELETED" and all(labels.get(k) == v for k, v in selector.items()):
-        facts = facts_from_node(dict(body))
+    if type_ != "DELETED" and new is not None:
+        try:
+            facts = facts_from_node(new)
+        except Exception:  # a node whose labels we cannot read is not GPU capacity
+            facts = None
     with rt.lock:
         before = rt.gpu_nodes.get(name)
         if facts is None:
             rt.gpu_nodes.pop(name, None)
         else:
             rt.gpu_nodes[name] = facts
-    if before != facts:
-        rt.enqueue_kind(c.ENGINE_KIND)  # a fitting node may have appeared (or gone)
+    if before == facts:
+        return  # a heartbeat or an unrelated change
+    for engine in rt.caches.engines.objects():
+        if _waits_for_nodes(engine):
+            meta = _meta(engine)
+            rt.enqueue(c.ENGINE_KIND, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def wire(rt: Runtime) -> None:
+    """Register the handlers on the runtime's informers."""
+    caches = rt.caches
+
+    def bind(handler: Any) -> Any:
+        return lambda type_, old, new: handler(rt, type_, old, new)
+
+    caches.engines.add_handler(bind(on_engine))
+    caches.services.add_handler(bind(on_service))
+    caches.jobs.add_handler(bind(on_job))
+    caches.pods.add_handler(bind(on_build_pod))
+    for informer in (caches.deployments, caches.core_services, caches.hpas):
+        informer.add_handler(bind(on_owned))
+    caches.nodes.add_handler(bind(on_node))

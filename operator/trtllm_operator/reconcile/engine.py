@@ -81,6 +81,17 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class BuildSlot:
+    """The answer of the operator's build-slot admission (the global build limit) for this engine."""
+
+    granted: bool = True
+    position: int = 0  # 1-based place in line when not granted
+    waiting: int = 0
+    running: int = 0
+    limit: int = 0  # 0: unlimited
+
+
+@dataclass(frozen=True)
 class EngineObservation:
     namespace: str
     name: str
@@ -90,8 +101,8 @@ class EngineObservation:
     status: dict[str, Any]
     nodes: tuple[GpuNodeFacts, ...]
     jobs: tuple[JobView, ...] = ()
-    other_active_builds: int = 0
-    max_concurrent_builds: int = 0  # 0: unlimited
+    #: The build-slot verdict; None: not asked yet (the decision then says ``needs_slot`` if it wants one).
+    slot: BuildSlot | None = BuildSlot()
     baselines: dict[str, float | None] = field(default_factory=dict)
     deleting: bool = False
     has_finalizer: bool = False
@@ -113,7 +124,8 @@ class EngineDecision:
     events: list[Event] = field(default_factory=list)
     add_finalizer: bool = False
     remove_finalizer: bool = False
-    requeue_after: float | None = None
+    #: The engine wants to start a build and ``slot`` was None: ask for a slot, then decide again.
+    needs_slot: bool = False
 
 
 class _Status:
@@ -285,14 +297,17 @@ def _no_job(
         return
     work.cond(r.GPU_COMPATIBLE, "True", r.COMPATIBLE, placement.reason)
     work.s.gpu = _gpu_status(spec, placement)
-    if obs.max_concurrent_builds and obs.other_active_builds >= obs.max_concurrent_builds:
+    if obs.slot is None:
+        decision.needs_slot = True
+        return
+    if not obs.slot.granted:
+        slot = obs.slot
         message = (
-            f"{obs.other_active_builds} builds running, the operator's limit is {obs.max_concurrent_builds}; "
-            "this build starts when one finishes"
+            f"waiting for a build slot: position {slot.position} of {slot.waiting} in line; "
+            f"{slot.running} build(s) running, the operator's limit is {slot.limit}; starts when one finishes"
         )
         work.cond(r.SCHEDULED, "False", r.QUEUED, message)
         work.progressing("Queued", r.QUEUED, message)
-        decision.requeue_after = 15
         return
     job_name = names.job_name(obs.name, config_hash)
     previous = work.s.build
@@ -486,8 +501,7 @@ def _job_succeeded(
         s.candidate = candidate
         work.cond(r.VALIDATED, "Unknown", r.VALIDATING, verdict.message)
         work.progressing("Validating", r.VALIDATING, verdict.message)
-        decision.requeue_after = 15
-        return
+        return  # the baseline engine's status change wakes this one (baseline index)
     if not verdict.passed:
         s.candidate = candidate
         work.cond(r.VALIDATED, "False", verdict.reason, verdict.message)
@@ -527,7 +541,6 @@ def _reconcile_deletion(obs: EngineObservation, spec: TRTEngineSpec, decision: E
                 f"cleanup Job {cleanup.name} failed; remove the finalizer by hand after deleting the files",
             )
         )
-    decision.requeue_after = 5
 
 
 def _checked(decision: EngineDecision) -> EngineDecision:
