@@ -27,8 +27,9 @@ cluster-up: $(PY) ## start the local control plane + simulated GPU fleet; writes
 cluster-down: ## stop exactly the processes cluster-up started and remove .cluster/
 	@if [ -x $(PY) ]; then $(PY) -m trtllm_operator.dev cluster down; else echo "no venv: nothing started"; fi
 
-manifests: $(PY) ## regenerate crds/ from the pydantic models
+manifests: $(PY) ## regenerate crds/ from the pydantic models (and the chart's copy)
 	$(PY) -m trtllm_operator.cli crds -o crds
+	cp crds/*.yaml charts/trtllm-operator/files/crds/
 
 lint: $(PY) ## ruff + mypy --strict
 	$(VENV)/bin/ruff check operator tests benchmarks hack

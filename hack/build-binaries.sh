@@ -7,6 +7,8 @@
 #   kube-scheduler, kubectl                k8s.io/kubernetes (wrapper module + staging replaces)
 #   kwok                                   sigs.k8s.io/kwok/cmd/kwok
 #   helm                                   helm.sh/helm/v3/cmd/helm
+#   kstatus                                hack/kstatus/main.go over sigs.k8s.io/cli-utils/pkg/kstatus/status
+#                                          (tests judge live objects with the real kstatus)
 #
 # Prints the bin directory on its last line.
 set -euo pipefail
@@ -15,6 +17,7 @@ K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CLI_UTILS_VERSION="${CLI_UTILS_VERSION:-v0.37.2}"
 
 CACHE_ROOT="${TRTLLM_OPERATOR_CACHE:-$HOME/.cache/trtllm-operator}"
 CACHE="$CACHE_ROOT/k8s-$K8S_VERSION"
@@ -98,10 +101,28 @@ build_helm() {
   log "helm: built in $((SECONDS - t0)) s"
 }
 
+build_kstatus() {
+  # The stamp includes the helper's own source, so editing hack/kstatus/main.go rebuilds it.
+  local here version
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  version="$CLI_UTILS_VERSION $(sha256sum "$here/kstatus/main.go" | cut -c1-12)"
+  up_to_date kstatus "$version" && { log "kstatus $CLI_UTILS_VERSION: cached"; return; }
+  log "kstatus $CLI_UTILS_VERSION: building"
+  local t0=$SECONDS
+  ( wrapper "$SRC/kstatus"
+    cp "$here/kstatus/main.go" .
+    go get "sigs.k8s.io/cli-utils@$CLI_UTILS_VERSION"
+    go mod tidy
+    go build -trimpath -ldflags "-s -w" -o "$BIN/kstatus" . )
+  stamp kstatus "$version"
+  log "kstatus: built in $((SECONDS - t0)) s"
+}
+
 start=$SECONDS
 build_etcd
 build_kwok
 build_kubernetes
 build_helm
+build_kstatus
 log "all binaries ready in $BIN ($((SECONDS - start)) s)"
 echo "$BIN"

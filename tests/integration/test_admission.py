@@ -357,3 +357,22 @@ def test_scale_subresource_works_with_kubectl(kube: Kube, namespace: str, kubect
     kubectl("scale", f"trtis/{name}", "-n", namespace, "--replicas=3")
     scaled = kube.custom.get_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.SERVICE_PLURAL, name)
     assert scaled["spec"]["replicas"] == 3
+
+
+def test_pytorch_engine_with_build_settings_but_no_extra_args_is_admitted(kube: Kube, namespace: str) -> None:
+    """The extraArgs rule reads the field only after has(): `build: {maxBatchSize: 256}` is valid."""
+    engine = {
+        "apiVersion": c.API_VERSION,
+        "kind": "TRTEngine",
+        "metadata": {"name": "pt"},
+        "spec": {
+            "model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "image": "nvcr.io/nvidia/tensorrt-llm/release:1.3.0",
+            "backend": "pytorch",
+            "precision": "fp8",
+            "build": {"maxBatchSize": 256},
+            "storage": {"existingClaim": "engines"},
+        },
+    }
+    error = _try_create(kube, namespace, engine)
+    assert error is None, _rejection(error)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,3 +163,54 @@ def test_calibration_is_null_without_calibration_or_data(tmp_path: Path) -> None
     assert record is not None
     assert record["sha256"] is None
     assert mf.calibration_block(tmp_path) is None
+
+
+@pytest.mark.parametrize("crash_at", ["fsync", "first-file-copy", "rename"])
+def test_a_crash_inside_publish_never_leaves_a_partial_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str
+) -> None:
+    """Crash inside publish wherever it writes: the engine directory is absent or complete, never half.
+
+    Publishing by copy + remove instead of fsync + rename leaves a half-copied engine directory that the
+    next attempt refuses (PublishConflictError) and that nothing may serve; this fails on it.
+    """
+    staging, engine = staged(tmp_path), tmp_path / "engines" / "abc123"
+    mf.write_manifest(staging, inputs())
+    calls: list[str] = []
+
+    class CrashError(Exception):
+        pass
+
+    real_fsync_tree, real_rename, real_copyfile = mf.fsync_tree, os.rename, shutil.copyfile
+
+    def fsync_tree(path: Path) -> None:
+        calls.append("fsync")
+        if crash_at == "fsync":
+            raise CrashError
+        real_fsync_tree(path)
+
+    def rename(src: Any, dst: Any) -> None:
+        calls.append("rename")
+        if crash_at == "rename" and Path(dst) == engine:
+            raise CrashError  # a rename is atomic: a crash is before it or after it, never inside
+        real_rename(src, dst)
+
+    def copyfile(src: Any, dst: Any, **kw: Any) -> Any:
+        calls.append("copy")
+        real_copyfile(src, dst, **kw)
+        if crash_at == "first-file-copy":
+            raise CrashError
+        return dst
+
+    monkeypatch.setattr(mf, "fsync_tree", fsync_tree)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    with contextlib.suppress(CrashError):
+        mf.publish(staging, engine, HASH)
+    assert not engine.exists() or mf.manifest_problem(engine, HASH) is None, calls
+    assert "copy" not in calls, f"publish copied files instead of renaming the staging directory: {calls}"
+    assert calls[:1] == ["fsync"], f"staging must be fsynced before it is published: {calls}"
+    monkeypatch.undo()
+    if staging.exists():  # the retry after a crash publishes the intact staging directory
+        assert mf.publish(staging, engine, HASH) is True
+    assert mf.manifest_problem(engine, HASH) is None

@@ -100,7 +100,7 @@ def grants(group: str, verbs: str, *resources: str) -> set[tuple[str, str, str]]
 
 
 # Exactly what k8s.py + handlers/ call (see templates/_helpers.tpl).
-CLUSTER_SCOPED = grants("", "list watch", "nodes")
+CLUSTER_SCOPED = grants("", "list watch", "nodes", "namespaces")
 NAMESPACED = (
     grants("trtllm.dev", "list watch patch", "trtengines")
     | grants("trtllm.dev", "list watch", "inferenceservices")

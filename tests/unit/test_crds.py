@@ -334,11 +334,24 @@ COLUMN_TYPES = {
     [
         (
             ENGINE_FILE,
-            ["Precision", "TP", "GPU", "Phase", "Rev", "Ready", "Tok/s", "Engine", "Reason", "Age"],
+            [
+                "Precision",
+                "TP",
+                "GPU",
+                "Product",
+                "Phase",
+                "Revision",
+                "Promoted",
+                "Ready",
+                "Tok/s",
+                "Engine",
+                "Reason",
+                "Age",
+            ],
         ),
         (
             SERVICE_FILE,
-            ["Engine", "Engines", "Revision", "Replicas", "Ready-Replicas", "Ready", "URL", "Reason", "Age"],
+            ["Engines", "Promoted", "Replicas", "Ready-Replicas", "Ready", "URL", "Reason", "Age"],
         ),
     ],
 )
@@ -353,12 +366,12 @@ def test_printer_columns(file: str, columns: list[str]) -> None:
         assert target.get("type") in allowed, column
 
 
-def test_service_engine_columns_show_engine_ref_and_every_engine_ref() -> None:
-    """A cell shows only a JSONPath's first match: engineRefs is printed whole, never as [*].name."""
+def test_service_engines_column_is_the_operators_one_line_summary() -> None:
+    """A cell shows only a JSONPath's first match and prints a list as JSON: the summary is a string."""
     columns = {col["name"]: col for col in _version(SERVICE_FILE)["additionalPrinterColumns"]}
-    assert columns["Engine"]["jsonPath"] == ".spec.engineRef.name"
-    assert columns["Engines"]["jsonPath"] == ".spec.engineRefs"
-    assert columns["Engine"].get("priority", 0) == columns["Engines"].get("priority", 0) == 0
+    assert columns["Engines"]["jsonPath"] == ".status.engines"
+    assert columns["Engines"].get("priority", 0) == 0
+    assert columns["Promoted"]["jsonPath"] == ".status.engineRevision"
 
 
 def test_engine_columns_point_where_the_reference_says() -> None:
@@ -366,6 +379,9 @@ def test_engine_columns_point_where_the_reference_says() -> None:
     assert paths["Precision"] == ".spec.precision"
     assert paths["GPU"] == ".status.gpu.computeCapability"
     assert paths["Phase"] == ".status.phase"
+    assert paths["Product"] == ".status.engine.gpuProduct"
+    assert paths["Revision"] == ".status.revision"
+    assert paths["Promoted"] == ".status.engine.revision"
     assert paths["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
     wide = {
         col["name"] for col in _version(ENGINE_FILE)["additionalPrinterColumns"] if col.get("priority", 0) > 0

@@ -131,6 +131,21 @@ def test_accuracy_within_max_drop_passes() -> None:
     assert verdict.accuracy[0].passed
 
 
+@pytest.mark.parametrize(
+    ("score", "passed"),
+    [(0.5, True), (0.4999, False)],  # 0.75 - 0.5 == 0.25 exactly in binary floating point
+)
+def test_a_drop_exactly_equal_to_max_drop_passes(score: float, passed: bool) -> None:
+    """maxDrop is the largest drop allowed: the boundary itself passes, anything beyond fails."""
+    exact = {"tasks": [{"name": "gsm8k", "baseline": {"value": 0.75}, "maxDrop": 0.25}]}
+    verdict = evaluate_gates(
+        spec(accuracy=exact), 1, None, [ResultAccuracy(task="gsm8k", metric="exact_match", score=score)], {}
+    )
+    assert verdict.passed is passed
+    assert verdict.accuracy[0].passed is passed
+    assert verdict.reason == (r.GATES_PASSED if passed else r.ACCURACY_REGRESSION)
+
+
 def test_relative_max_drop() -> None:
     relative = {
         "tasks": [

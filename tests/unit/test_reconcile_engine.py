@@ -6,9 +6,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from trtllm_operator.api import reasons as r
 from trtllm_operator.api.engine import TRTEngineSpec
-from trtllm_operator.api.plan import BuildResult, ResultEngine
+from trtllm_operator.api.plan import BuildResult, ResultAccuracy, ResultEngine
 from trtllm_operator.dev.fleet import default_nodes
 from trtllm_operator.gpu.labels import facts_from_node
 from trtllm_operator.reconcile.engine import EngineObservation, JobView, PodView, reconcile_engine
@@ -98,7 +100,7 @@ def test_no_compatible_nodes_creates_nothing_and_lists_the_fleet() -> None:
     assert "8.9" in cond[r.GPU_COMPATIBLE][2]
     assert cond[r.STALLED][0] == "True"
     assert decision.create == []
-    assert decision.status.phase == "Pending"
+    assert decision.status.phase == "Stalled"  # the PHASE column says what Stalled=True says
 
 
 def test_fit_creates_plan_and_job_pinned_to_target() -> None:
@@ -181,7 +183,7 @@ def test_failed_job_is_stalled_with_the_builders_reason() -> None:
     cond = conditions(decision)
     assert cond[r.STALLED][:2] == ("True", r.INCOMPATIBLE_GPU)
     assert "this node has NVIDIA A100" in cond[r.STALLED][2]
-    assert decision.status.phase == "Failed"
+    assert decision.status.phase == "Stalled"
     assert [e.type for e in decision.events] == ["Warning"]
 
 
@@ -224,7 +226,8 @@ def test_succeeded_job_promotes_the_engine() -> None:
     assert engine.revision == 1
     cond = conditions(decision)
     assert cond[r.READY][:2] == ("True", r.ENGINE_PROMOTED)
-    assert cond[r.VALIDATED][1] == r.NOT_CONFIGURED
+    # kubectl wait --for=condition=Validated returns for a gate-less engine too; the reason says why.
+    assert cond[r.VALIDATED][:2] == ("True", r.NOT_CONFIGURED)
     assert r.ENGINE_PROMOTED in [e.reason for e in decision.events]
 
 
@@ -317,3 +320,131 @@ def test_gate_failure_keeps_previous_revision_and_stalls() -> None:
     stalled = conditions(decision)[r.STALLED]
     assert stalled[:2] == ("True", r.THROUGHPUT_BELOW_TARGET)
     assert "revision 1 stays promoted" in stalled[2]
+
+
+# ------------------------------------------------------------------ untrusted build results (#13)
+def _result_with(**engine_changes: Any) -> str:
+    parsed = BuildResult.model_validate_json(result())
+    assert parsed.engine is not None
+    return parsed.model_copy(update={"engine": parsed.engine.model_copy(update=engine_changes)}).to_message()
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (result(reason="R" * 129), "result.reason"),
+        (result(reason="not CamelCase"), "result.reason"),
+        (_result_with(cc="10.0.0"), "result.engine.cc"),
+        (_result_with(sha256="xyz"), "result.engine.sha256"),
+        (_result_with(uri="pvc://models/../../../etc"), "result.engine.uri"),
+        (_result_with(uri="pvc://engines/engines/llama/../other/abc"), "result.engine.uri"),
+        (_result_with(uri="pvc://engines/engines/other-engine/abc"), "result.engine.uri"),
+        (_result_with(uri="pvc://other-claim/engines/llama/abc"), "result.engine.uri"),
+        (_result_with(uri="pvc://engines/engines/llama"), "result.engine.uri"),
+    ],
+)
+def test_an_untrusted_build_result_is_stalled_and_never_promoted(message: str, field: str) -> None:
+    raw = spec()
+    pod = PodView(name="a", phase="Succeeded", created="1", exit_code=0, message=message)
+    decision = reconcile_engine(observe(raw, jobs=(job_for(raw, complete=True, pods=(pod,)),)), CFG, NOW)
+    assert decision.status.engine is None
+    assert decision.status.candidate is None
+    stalled = conditions(decision)[r.STALLED]
+    assert stalled[:2] == ("True", r.INVALID_BUILD_RESULT)
+    assert field in stalled[2]
+    assert decision.status.phase == "Stalled"
+    # The status is writable: every condition fits the CRD's limits (a 129-character reason froze it).
+    assert all(len(c.reason) <= 128 for c in decision.status.conditions)
+
+
+def test_a_failed_build_with_an_overlong_reason_stalls_with_a_valid_reason() -> None:
+    raw = spec()
+    bad = BuildResult(ok=False, reason="X" * 500, message="boom").to_message()
+    pod = PodView(name="a", phase="Failed", created="1", exit_code=1, message=bad)
+    decision = reconcile_engine(
+        observe(raw, jobs=(job_for(raw, failed_final=True, failed=1, pods=(pod,)),)), CFG, NOW
+    )
+    assert conditions(decision)[r.STALLED][:2] == ("True", r.INVALID_BUILD_RESULT)
+    assert conditions(decision)[r.BUILT][:2] == ("False", r.INVALID_BUILD_RESULT)
+
+
+def test_a_pending_baseline_engine_score_holds_promotion() -> None:
+    """Through reconcile_engine: the gates passed nothing yet while the baseline engine has no score."""
+    accuracy = {
+        "tasks": [{"name": "mmlu", "baseline": {"engineRef": {"name": "llama-bf16"}}, "maxDrop": 0.01}]
+    }
+    raw = spec(validation={"accuracy": accuracy})
+    parsed = BuildResult.model_validate_json(result())
+    scored = parsed.model_copy(update={"acc": [ResultAccuracy(task="mmlu", metric="accuracy", score=0.6)]})
+    pod = PodView(name="a", phase="Succeeded", created="1", exit_code=0, message=scored.to_message())
+    jobs = (job_for(raw, complete=True, pods=(pod,)),)
+    decision = reconcile_engine(observe(raw, jobs=jobs, baselines={"llama-bf16": None}), CFG, NOW)
+    assert decision.status.engine is None, "promoted while the baseline score is pending"
+    assert decision.status.candidate is not None
+    assert decision.status.phase == "Validating"
+    assert conditions(decision)[r.VALIDATED][:2] == ("Unknown", r.VALIDATING)
+    assert conditions(decision)[r.RECONCILING][0] == "True"
+    assert decision.requeue_after
+    assert r.ENGINE_PROMOTED not in [e.reason for e in decision.events]
+    # Once the baseline reports, the same observation promotes.
+    done = reconcile_engine(observe(raw, jobs=jobs, baselines={"llama-bf16": 0.605}), CFG, NOW)
+    assert done.status.engine is not None
+    assert conditions(done)[r.VALIDATED][:2] == ("True", r.GATES_PASSED)
+
+
+def test_extra_args_that_are_not_flags_raise_a_warning_condition() -> None:
+    raw = spec(build={"extraArgs": ["--multiple_profiles", "enable", "stray", "--max_batch_size=64"]})
+    decision = reconcile_engine(observe(raw), CFG, NOW)
+    warning = conditions(decision)[r.EXTRA_ARGS_IGNORED]
+    assert warning[:2] == ("True", r.EXTRA_ARGS_IGNORED)
+    assert "'stray'" in warning[2]
+    clean = reconcile_engine(
+        observe(spec(build={"extraArgs": ["--multiple_profiles", "enable"]}), decision.status.model_dump()),
+        CFG,
+        NOW,
+    )
+    assert r.EXTRA_ARGS_IGNORED not in conditions(clean)
+
+
+# ------------------------------------------------------------------ deletion always finishes (#13)
+def test_a_finalizer_never_outlives_a_spec_the_operator_cannot_parse() -> None:
+    decision = reconcile_engine(
+        observe(
+            {"model": {"source": "pvc://m/x"}, "deletionPolicy": "Delete"}, deleting=True, has_finalizer=True
+        ),
+        CFG,
+        NOW,
+    )
+    assert decision.remove_finalizer
+    assert decision.create == []
+    assert r.CLEANUP_SKIPPED in [e.reason for e in decision.events]
+
+
+def test_a_terminating_namespace_releases_the_finalizer_without_a_cleanup_job() -> None:
+    raw = spec(deletionPolicy="Delete")
+    decision = reconcile_engine(
+        observe(raw, deleting=True, has_finalizer=True, namespace_terminating=True), CFG, NOW
+    )
+    assert decision.remove_finalizer
+    assert decision.create == []  # creating anything in a terminating namespace is forbidden (403)
+
+
+def test_the_cleanup_job_has_a_deadline_and_a_visible_condition() -> None:
+    raw = spec(deletionPolicy="Delete")
+    decision = reconcile_engine(observe(raw, deleting=True, has_finalizer=True), CFG, NOW)
+    job = decision.create[0]
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert conditions(decision)[r.RECONCILING][:2] == ("True", r.DELETING_ENGINE_FILES)
+    stuck_pod = PodView(name="c", phase="Pending", created="1", unschedulable="0/8 nodes are available")
+    running = JobView(name="llama-cleanup", config_hash="", revision=0, active=1, pods=(stuck_pod,))
+    waiting = reconcile_engine(observe(raw, deleting=True, has_finalizer=True, cleanup_job=running), CFG, NOW)
+    assert not waiting.remove_finalizer
+    assert "0/8 nodes are available" in conditions(waiting)[r.RECONCILING][2]
+    failed = JobView(
+        name="llama-cleanup", config_hash="", revision=0, failed_final=True, failure_reason="DeadlineExceeded"
+    )
+    gave_up = reconcile_engine(observe(raw, deleting=True, has_finalizer=True, cleanup_job=failed), CFG, NOW)
+    assert gave_up.remove_finalizer
+    event = next(e for e in gave_up.events if e.reason == r.CLEANUP_FAILED)
+    assert event.type == "Warning"
+    assert "pvc://engines/engines/llama" in event.message

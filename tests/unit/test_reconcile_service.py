@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from trtllm_operator.api import reasons as r
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
@@ -19,13 +21,13 @@ ENGINE_SPEC = {
 
 
 def engine(
-    revision: int = 1, validated: bool = True, cc: str = "9.0", promoted: bool = True
+    revision: int = 1, validated: bool = True, cc: str = "9.0", promoted: bool = True, name: str = "llama"
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Ready" if promoted else "Building", "conditions": []}
     if promoted:
         status["engine"] = {
             "revision": revision,
-            "uri": f"pvc://engines/engines/llama/h{revision}",
+            "uri": f"pvc://engines/engines/{name}/h{revision}",
             "sha256": "a" * 64,
             "image": "img:1.2.0",
             "computeCapability": cc,
@@ -150,7 +152,9 @@ def test_missing_unready_and_unvalidated_engines() -> None:
 
 def test_one_deployment_per_architecture_behind_one_service() -> None:
     spec = {"engineRefs": [{"name": "h100"}, {"name": "a100"}]}
-    decision = reconcile_service(observe(spec, {"h100": engine(cc="9.0"), "a100": engine(cc="8.0")}), NOW)
+    decision = reconcile_service(
+        observe(spec, {"h100": engine(cc="9.0", name="h100"), "a100": engine(cc="8.0", name="a100")}), NOW
+    )
     names = [o["metadata"]["name"] for o in decision.apply]
     assert names == ["chat", "chat-sm90", "chat-sm80"]
 
@@ -177,3 +181,74 @@ def test_new_revision_rolls_out_with_an_event() -> None:
     assert [e.reason for e in decision.events] == ["RollingOut"]
     dep = next(o for o in decision.apply if o["kind"] == "Deployment")
     assert dep["spec"]["template"]["metadata"]["annotations"]["trtllm.dev/engine-uri"].endswith("/h2")
+
+
+# ------------------------------------------------------------------ GitOps verdicts (#13)
+def stalled_engine() -> dict[str, Any]:
+    body = engine(promoted=False)
+    body["status"]["phase"] = "Stalled"
+    body["status"]["conditions"] = [
+        {
+            "type": t,
+            "status": v,
+            "reason": "NoCompatibleNodes",
+            "message": "no node can run fp8",
+            "lastTransitionTime": "2026-11-26T11:00:00Z",
+        }
+        for t, v in (("Ready", "False"), ("Reconciling", "False"), ("Stalled", "True"))
+    ]
+    return body
+
+
+def test_a_stalled_engine_stalls_the_service() -> None:
+    """Reconciling=True forever would hang a sync wave / `flux --wait`: Stalled propagates."""
+    decision = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": stalled_engine()}), NOW)
+    assert cond(decision, r.STALLED)[:2] == ("True", r.ENGINE_STALLED)
+    assert cond(decision, r.RECONCILING)[0] == "False"
+    assert "NoCompatibleNodes" in cond(decision, r.STALLED)[2]
+    assert decision.apply == []
+
+
+def test_a_partially_served_service_is_degraded_and_keeps_serving_the_rest() -> None:
+    spec = {"engineRefs": [{"name": "h100"}, {"name": "a100"}]}
+    engines = {"h100": engine(cc="9.0", name="h100"), "a100": engine(cc="8.0", name="a100", validated=False)}
+    done = {"chat-sm90": deployment("chat-sm90", 1, 1)}
+    decision = reconcile_service(observe(spec, engines, done), NOW)
+    assert [o["metadata"]["name"] for o in decision.apply] == ["chat", "chat-sm90"]
+    assert cond(decision, r.DEGRADED)[:2] == ("True", r.PARTIALLY_SERVED)
+    assert "a100" in cond(decision, r.DEGRADED)[2]
+    assert cond(decision, r.READY)[0] == "False"
+    assert cond(decision, r.STALLED)[:2] == ("True", r.PARTIALLY_SERVED)  # refused: can't come by itself
+    assert cond(decision, r.RECONCILING)[0] == "False"
+    assert decision.status.engines == "h100 r1, a100 (not served)"
+    # The missing engine can still come (it is building): Reconciling, not Stalled, still Degraded.
+    engines["a100"] = engine(cc="8.0", name="a100", promoted=False)
+    building = reconcile_service(observe(spec, engines, done), NOW)
+    assert cond(building, r.DEGRADED)[0] == "True"
+    assert cond(building, r.RECONCILING)[0] == "True"
+    assert cond(building, r.STALLED)[0] == "False"
+    # All served: the Degraded condition goes.
+    engines["a100"] = engine(cc="8.0", name="a100")
+    both = {**done, "chat-sm80": deployment("chat-sm80", 1, 1)}
+    healthy = reconcile_service(observe(spec, engines, both, building.status.model_dump()), NOW)
+    assert r.DEGRADED not in [c.type for c in healthy.status.conditions]
+    assert cond(healthy, r.READY)[0] == "True"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "pvc://models/../../../etc",
+        "pvc://engines/engines/llama/../../etc",
+        "pvc://other/engines/llama/h1",
+        "pvc://engines/engines/llamb/h1",
+        "pvc://engines/engines/llama",
+    ],
+)
+def test_a_patched_engine_uri_outside_the_engine_directory_is_never_mounted(uri: str) -> None:
+    body = engine()
+    body["status"]["engine"]["uri"] = uri
+    decision = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": body}), NOW)
+    assert decision.apply == []
+    assert cond(decision, r.STALLED)[:2] == ("True", r.INVALID_ENGINE_STATUS)
+    assert "status.engine.uri" in cond(decision, r.STALLED)[2]

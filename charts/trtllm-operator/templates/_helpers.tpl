@@ -57,6 +57,10 @@ read is served from the watch-fed caches (handlers/runtime.py Caches).
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["list", "watch"]
+# A terminating namespace can't run a cleanup Job: its engines' finalizers go at once (namespace cache).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Namespaced: in the ClusterRole when watching all namespaces, else a Role per watched namespace. */}}

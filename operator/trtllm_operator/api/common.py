@@ -76,6 +76,9 @@ IntOrPercent = Annotated[
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+#: A Kubernetes object name (RFC 1123 subdomain): what the API server demands of a PriorityClass,
+#: StorageClass, Secret, ... name. Checked at admission so a bad name never reaches an apply.
+DNS_SUBDOMAIN = rf"^{_DNS_SUBDOMAIN}$"
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 #: A label key: an optional DNS-subdomain prefix and "/", then a name of at most 63 characters. The
 #: prefix's 253-character limit is checked separately (``label_key_rule``): RE2 cannot count it.
@@ -95,6 +98,15 @@ LABEL_KEY_HELP = (
 def label_key_rule(var: str) -> str:
     """CEL: ``var`` is a valid label key."""
     return f"{var}.matches(r'{LABEL_KEY}') && {var}.indexOf('/') <= 253"
+
+
+def object_name_rule(field: str, kind: str) -> dict[str, Any]:
+    """CEL on a string field: a valid object name, with a message naming the field and the fix."""
+    return cel(
+        f"self.size() <= 253 && self.matches(r'{DNS_SUBDOMAIN}')",
+        message_expression=f'"{field} \'" + self + "\' is not a valid {kind} name: use lowercase letters, '
+        "digits, '-' and '.', starting and ending with a letter or digit (RFC 1123 subdomain)\"",
+    )
 
 
 def no_dotdot_rule(var: str) -> str:

@@ -32,6 +32,7 @@ LABEL_CONFIG_HASH: Final = "trtllm.dev/build-config-hash"
 LABEL_SERVICE: Final = "trtllm.dev/inference-service"
 COMPONENT_BUILD: Final = "build"
 COMPONENT_SERVER: Final = "server"
+COMPONENT_CLEANUP: Final = "cleanup"
 
 FINALIZER: Final = "trtllm.dev/engine-files"
 

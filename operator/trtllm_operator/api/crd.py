@@ -202,8 +202,12 @@ def engine_crd() -> dict[str, Any]:
             {"name": "Precision", "type": "string", "jsonPath": ".spec.precision"},
             {"name": "TP", "type": "integer", "jsonPath": ".spec.parallelism.tensor"},
             {"name": "GPU", "type": "string", "jsonPath": ".status.gpu.computeCapability"},
+            {"name": "Product", "type": "string", "jsonPath": ".status.engine.gpuProduct"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            {"name": "Rev", "type": "integer", "jsonPath": ".status.revision"},
+            # One meaning of revision everywhere: the build-config generation of a TRTEngine. "Revision"
+            # is the one being reconciled, "Promoted" the one InferenceServices serve.
+            {"name": "Revision", "type": "integer", "jsonPath": ".status.revision"},
+            {"name": "Promoted", "type": "integer", "jsonPath": ".status.engine.revision"},
             _condition_column("Ready", "Ready"),
             {
                 "name": "Tok/s",
@@ -229,11 +233,10 @@ def service_crd() -> dict[str, Any]:
         spec=InferenceServiceSpec,
         status=InferenceServiceStatus,
         columns=[
-            {"name": "Engine", "type": "string", "jsonPath": ".spec.engineRef.name"},
-            # A table cell shows only the first match of a JSONPath, so ".spec.engineRefs[*].name" would hide
-            # every engine but one: print the whole list (the server renders it as JSON) instead.
-            {"name": "Engines", "type": "string", "jsonPath": ".spec.engineRefs"},
-            {"name": "Revision", "type": "integer", "jsonPath": ".status.engineRevision"},
+            # A table cell shows only the first match of a JSONPath (".spec.engineRefs[*].name" would hide
+            # every engine but one) and a list prints as JSON: the operator writes a one-line summary.
+            {"name": "Engines", "type": "string", "jsonPath": ".status.engines"},
+            {"name": "Promoted", "type": "integer", "jsonPath": ".status.engineRevision"},
             {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
             {"name": "Ready-Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
             _condition_column("Ready", "Ready"),

@@ -23,6 +23,7 @@ from trtllm_operator.api.common import (
     defaults_of,
     no_dotdot_rule,
     node_selector_schema,
+    object_name_rule,
     validations,
 )
 from trtllm_operator.api.conditions import Condition
@@ -33,7 +34,9 @@ Precision = Literal["fp16", "bf16", "fp8", "int8_sq", "int4_awq", "w4a8_awq", "n
 KvCacheDtype = Literal["auto", "fp16", "fp8", "int8"]
 Domain = Literal["general", "code", "math", "chat", "multilingual"]
 Preset = Literal["throughput", "latency", "none"]
-Phase = Literal["Pending", "Queued", "Building", "Validating", "Ready", "Failed"]
+#: Stalled whenever the Stalled condition is True; Failed is no longer written (kept so that objects written
+#: by older operators stay valid until their next reconcile).
+Phase = Literal["Pending", "Queued", "Building", "Validating", "Ready", "Stalled", "Failed"]
 
 SOURCE_RULE = r"^(hf://[A-Za-z0-9][-A-Za-z0-9_.]*/[-A-Za-z0-9_.]+|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^/\s][^\s]*)?|s3://[a-z0-9][-a-z0-9.]{1,61}[a-z0-9](/[^\s]*)?)$"
 PVC_URI_RULE = r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?$"
@@ -238,7 +241,12 @@ class ClaimTemplate(ApiModel):
 
     size: PositiveQuantity = Field(description="Requested capacity, e.g. 200Gi.")
     storageClassName: str | None = Field(
-        default=None, description="StorageClass; the cluster default when absent.", max_length=253
+        default=None,
+        description="StorageClass; the cluster default when absent.",
+        max_length=253,
+        json_schema_extra=validations(
+            object_name_rule("spec.storage.claim.storageClassName", "StorageClass")
+        ),
     )
     accessModes: list[AccessMode] = Field(
         default_factory=_default_access_modes,
@@ -495,7 +503,8 @@ class TRTEngineSpec(ApiModel):
                 field_path=".kvCacheDtype",
             ),
             cel(
-                "self.backend != 'pytorch' || !has(self.build) || size(self.build.extraArgs) == 0",
+                "self.backend != 'pytorch' || !has(self.build) || !has(self.build.extraArgs) || "
+                "size(self.build.extraArgs) == 0",
                 "spec.build.extraArgs are trtllm-build flags and apply to backend tensorrt only; remove them "
                 "for backend pytorch",
                 field_path=".build.extraArgs",
@@ -568,7 +577,10 @@ class TRTEngineSpec(ApiModel):
         max_length=32,
     )
     priorityClassName: str | None = Field(
-        default=None, description="PriorityClass of the build pod.", max_length=253
+        default=None,
+        description="PriorityClass of the build pod.",
+        max_length=253,
+        json_schema_extra=validations(object_name_rule("spec.priorityClassName", "PriorityClass")),
     )
     activeDeadlineSeconds: int = Field(
         default=14400, description="Wall-clock limit of a build (all attempts), in seconds.", ge=60, le=604800
@@ -669,7 +681,9 @@ class TRTEngineStatus(ApiModel):
 
     observedGeneration: int | None = Field(default=None, description="metadata.generation last reconciled.")
     phase: Phase = Field(
-        default="Pending", description="Pending, Queued, Building, Validating, Ready or Failed."
+        default="Pending",
+        description="Pending, Queued, Building, Validating, Ready or Stalled (exactly when the Stalled "
+        "condition is True).",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

@@ -21,6 +21,9 @@ AVAILABLE: Final = "Available"
 CALIBRATION_DOMAIN_MISMATCH: Final = "CalibrationDomainMismatch"
 INFLIGHT_BATCHING_DISABLED: Final = "InflightBatchingDisabled"
 UNVALIDATED_ENGINE: Final = "UnvalidatedEngine"
+EXTRA_ARGS_IGNORED: Final = "ExtraArgsIgnored"
+#: InferenceService: some of the engines asked for are not served (a warning that Ready=False carries too).
+DEGRADED: Final = "Degraded"
 
 # Reasons.
 INVALID_SPEC: Final = "InvalidSpec"
@@ -73,3 +76,11 @@ BUILDER_CRASHED: Final = "BuilderCrashed"
 BUILD_INTERRUPTED: Final = "BuildInterrupted"
 ENGINE_DIRECTORY_CONFLICT: Final = "EngineDirectoryConflict"
 APPLY_FAILED: Final = "ApplyFailed"
+# Untrusted input and deletion.
+INVALID_BUILD_RESULT: Final = "InvalidBuildResult"
+INVALID_ENGINE_STATUS: Final = "InvalidEngineStatus"
+ENGINE_STALLED: Final = "EngineStalled"
+PARTIALLY_SERVED: Final = "PartiallyServed"
+DELETING_ENGINE_FILES: Final = "DeletingEngineFiles"
+CLEANUP_FAILED: Final = "CleanupFailed"
+CLEANUP_SKIPPED: Final = "CleanupSkipped"

@@ -183,7 +183,16 @@ class InferenceServiceStatus(ApiModel):
     )
     replicas: int = Field(default=0, description="Serving pods that exist.")
     readyReplicas: int = Field(default=0, description="Serving pods that are ready.")
-    engineRevision: int | None = Field(default=None, description="Engine revision being served.")
+    engines: str | None = Field(
+        default=None,
+        description="One-line summary of the engines asked for: 'name rN' for each engine served at its "
+        "promoted revision N, 'name (not served)' for one that is not (the ENGINES column).",
+        max_length=1024,
+    )
+    engineRevision: int | None = Field(
+        default=None,
+        description="Promoted revision (status.engine.revision of the TRTEngine) of the first engine served.",
+    )
     engineUri: str | None = Field(default=None, description="Engine being served.", max_length=1024)
     selector: str | None = Field(
         default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024

@@ -167,7 +167,7 @@ class Demo:
             self.kubectl("apply", "-f", str(DEMO / name))
         self.wait(
             lambda: all(
-                (self.engine(n).get("status") or {}).get("phase") in ("Ready", "Failed") for n in ENGINES
+                (self.engine(n).get("status") or {}).get("phase") in ("Ready", "Stalled") for n in ENGINES
             ),
             180,
             "builds",

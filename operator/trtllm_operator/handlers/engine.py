@@ -69,6 +69,8 @@ def observe(rt: Runtime, obj: dict[str, Any]) -> EngineObservation:
     spec = obj.get("spec") or {}
     deleting = bool(meta.get("deletionTimestamp"))
     cleanup = rt.caches.jobs.get(namespace, cleanup_job_name(name)) if deleting else None
+    cleanup_pods = rt.caches.pods.by_index(BY_JOB, f"{namespace}/{cleanup_job_name(name)}") if cleanup else []
+    ns_meta = (rt.caches.namespaces.get("", namespace) or {}).get("metadata") or {}
     return EngineObservation(
         namespace=namespace,
         name=name,
@@ -82,7 +84,8 @@ def observe(rt: Runtime, obj: dict[str, Any]) -> EngineObservation:
         baselines=_baselines(rt, namespace, spec) if isinstance(spec, dict) else {},
         deleting=deleting,
         has_finalizer=c.FINALIZER in (meta.get("finalizers") or []),
-        cleanup_job=job_view(cleanup, []) if cleanup else None,
+        cleanup_job=job_view(cleanup, cleanup_pods) if cleanup else None,
+        namespace_terminating=bool(ns_meta.get("deletionTimestamp")),
     )
 
 
@@ -168,7 +171,7 @@ def apply(rt: Runtime, obj: dict[str, Any], decision: EngineDecision) -> None:
             message=event.message,
         )
     old_status = obj.get("status") or {}
-    if not meta.get("deletionTimestamp") and _status_changed(old_status, decision.status):
+    if _status_changed(old_status, decision.status):  # also while deleting: DeletingEngineFiles shows
         _count_gate(rt, old_status if isinstance(old_status, dict) else {}, decision.status)
         resource_version = rt.kube.patch_custom_status(
             c.ENGINE_PLURAL,

@@ -100,6 +100,7 @@ class Caches:
     core_services: Informer
     hpas: Informer
     nodes: Informer
+    namespaces: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -111,6 +112,7 @@ class Caches:
             "services": self.core_services,
             "horizontalpodautoscalers": self.hpas,
             "nodes": self.nodes,
+            "namespaces": self.namespaces,
         }
 
     def synced(self) -> bool:
@@ -128,7 +130,8 @@ class Caches:
             return [(kube.list_watch(resource, ns, selector), ns) for ns in namespaces]
 
         managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-        build_pods = f"{managed},{c.LABEL_COMPONENT}={c.COMPONENT_BUILD}"
+        # Build and cleanup pods (their scheduling and exit status); serving pods are the Deployments'.
+        job_pods = f"{managed},{c.LABEL_COMPONENT} in ({c.COMPONENT_BUILD},{c.COMPONENT_CLEANUP})"
         node_selector = ",".join(f"{k}={v}" for k, v in settings.node_selector.items()) or None
         return cls(
             engines=Informer(
@@ -144,7 +147,7 @@ class Caches:
             ),
             pods=Informer(
                 "pods",
-                sources(k8s.PODS, build_pods),
+                sources(k8s.PODS, job_pods),
                 indexers={BY_JOB: _label_index("batch.kubernetes.io/job-name")},
             ),
             deployments=Informer(
@@ -155,6 +158,8 @@ class Caches:
             core_services=Informer("services", sources(k8s.CORE_SERVICES, managed)),
             hpas=Informer("horizontalpodautoscalers", sources(k8s.HPAS, managed)),
             nodes=Informer("nodes", [(kube.list_watch(k8s.NODES, None, node_selector), None)]),
+            # Whether a namespace is terminating (nothing can be created there: cleanup is skipped).
+            namespaces=Informer("namespaces", [(kube.list_watch(k8s.NAMESPACES, None), None)]),
         )
 
 

@@ -7,7 +7,8 @@ Each handler maps one event to exactly the keys that depend on it (controller-ru
 - a build Job or build pod -> its engine (label); a finished Job frees a build slot -> the engines
   waiting for one, in line order;
 - a Deployment, Service or HPA -> the InferenceService that owns it;
-- a Node whose GPU facts changed -> the engines still looking for a place to build.
+- a Node whose GPU facts changed -> the engines still looking for a place to build;
+- a Namespace that starts terminating -> its engines (their deletion skips the cleanup Job).
 """
 
 from __future__ import annotations
@@ -122,6 +123,15 @@ def on_node(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
             rt.enqueue(c.ENGINE_KIND, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+def on_namespace(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    """A namespace started terminating: its engines' deletion must not wait for a cleanup Job."""
+    if new is None or not _meta(new).get("deletionTimestamp") or _meta(old).get("deletionTimestamp"):
+        return
+    namespace = str(_meta(new).get("name") or "")
+    for engine in rt.caches.engines.objects(namespace):
+        rt.enqueue(c.ENGINE_KIND, namespace, str(_meta(engine).get("name") or ""))
+
+
 def wire(rt: Runtime) -> None:
     """Register the handlers on the runtime's informers."""
     caches = rt.caches
@@ -136,3 +146,4 @@ def wire(rt: Runtime) -> None:
     for informer in (caches.deployments, caches.core_services, caches.hpas):
         informer.add_handler(bind(on_owned))
     caches.nodes.add_handler(bind(on_node))
+    caches.namespaces.add_handler(bind(on_namespace))

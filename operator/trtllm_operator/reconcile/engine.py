@@ -30,11 +30,12 @@ from trtllm_operator.gpu.knowledge import arch_name, parse_cc
 from trtllm_operator.gpu.labels import GpuNodeFacts
 from trtllm_operator.reconcile.gates import evaluate_gates
 from trtllm_operator.reconcile.placement import NoFit, Placement, choose_target
+from trtllm_operator.reconcile.trust import build_result_problem
 from trtllm_operator.reconcile.warnings import calibration_domain_mismatch, inflight_batching_warning
 from trtllm_operator.render import names
 from trtllm_operator.render.cleanup import render_cleanup_job
 from trtllm_operator.render.job import render_engine_children
-from trtllm_operator.render.plan import RenderConfig, render_plan
+from trtllm_operator.render.plan import RenderConfig, engine_claim, render_plan
 from trtllm_operator.render.presets import build_flags
 
 ANNOTATION_TARGET_CC = "trtllm.dev/target-compute-capability"
@@ -107,6 +108,9 @@ class EngineObservation:
     deleting: bool = False
     has_finalizer: bool = False
     cleanup_job: JobView | None = None
+    #: The engine's namespace has a deletionTimestamp: nothing can be created in it any more (403), so
+    #: the cleanup Job can't run. The handler fills it from a watch-fed Namespace cache.
+    namespace_terminating: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,8 @@ class _Status:
         self.cond(r.RECONCILING, "True", reason, message)
         self.cond(r.STALLED, "False", reason, message)
 
-    def stalled(self, reason: str, message: str, phase: Phase = "Failed") -> None:
-        self.s.phase = phase
+    def stalled(self, reason: str, message: str) -> None:
+        self.s.phase = "Stalled"
         self.cond(r.READY, "False", reason, message)
         self.cond(r.RECONCILING, "False", reason, message)
         self.cond(r.STALLED, "True", reason, message)
@@ -181,17 +185,18 @@ def reconcile_engine(obs: EngineObservation, cfg: RenderConfig, now: datetime) -
     work.s.observedGeneration = obs.generation
     decision = EngineDecision(status=work.s)
     try:
-        spec = TRTEngineSpec.model_validate(obs.spec)
+        spec: TRTEngineSpec | None = TRTEngineSpec.model_validate(obs.spec)
+        invalid = ""
     except ValidationError as error:
         first = error.errors()[0]
-        where = "spec." + ".".join(str(p) for p in first["loc"])
-        work.stalled(
-            r.INVALID_SPEC,
-            f"{where}: {first['msg']} — fix the spec; the operator will not retry until it changes",
-        )
+        spec, invalid = None, "spec." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
+    if obs.deleting:  # before the spec check: a finalizer never outlives a spec we can't parse
+        _reconcile_deletion(obs, spec, work, decision)
         return _checked(decision)
-    if obs.deleting:
-        _reconcile_deletion(obs, spec, decision)
+    if spec is None:
+        work.stalled(
+            r.INVALID_SPEC, f"{invalid} — fix the spec; the operator will not retry until it changes"
+        )
         return _checked(decision)
     decision.add_finalizer = spec.deletionPolicy == "Delete" and not obs.has_finalizer
     decision.remove_finalizer = spec.deletionPolicy == "Retain" and obs.has_finalizer
@@ -263,12 +268,19 @@ def _warnings(work: _Status, spec: TRTEngineSpec, placement: Placement | NoFit) 
         work.cond(r.CALIBRATION_DOMAIN_MISMATCH, "True", r.DOMAIN_MISMATCH, mismatch)
     else:
         work.drop(r.CALIBRATION_DOMAIN_MISMATCH)
+    ifb_warning, ignored = "", []
     if isinstance(placement, Placement) and spec.backend == "tensorrt":
-        warning = inflight_batching_warning(build_flags(spec, placement.cc, spec.model.architecture))
-        if warning:
-            work.cond(r.INFLIGHT_BATCHING_DISABLED, "True", r.OVERRIDE_DISABLES_IFB, warning)
-            return
-    work.drop(r.INFLIGHT_BATCHING_DISABLED)
+        flags = build_flags(spec, placement.cc, spec.model.architecture)
+        ifb_warning = inflight_batching_warning(flags) or ""
+        ignored = [note for note in flags.notes if "spec.build.extraArgs" in note]
+    if ifb_warning:
+        work.cond(r.INFLIGHT_BATCHING_DISABLED, "True", r.OVERRIDE_DISABLES_IFB, ifb_warning)
+    else:
+        work.drop(r.INFLIGHT_BATCHING_DISABLED)
+    if ignored:
+        work.cond(r.EXTRA_ARGS_IGNORED, "True", r.EXTRA_ARGS_IGNORED, "; ".join(ignored)[:1024])
+    else:
+        work.drop(r.EXTRA_ARGS_IGNORED)
 
 
 def _gpu_status(spec: TRTEngineSpec, placement: Placement) -> GpuStatus:
@@ -293,7 +305,7 @@ def _no_job(
 ) -> None:
     if isinstance(placement, NoFit):
         work.cond(r.GPU_COMPATIBLE, "False", placement.reason, placement.message)
-        work.stalled(placement.reason, placement.message, phase="Pending")
+        work.stalled(placement.reason, placement.message)
         return
     work.cond(r.GPU_COMPATIBLE, "True", r.COMPATIBLE, placement.reason)
     work.s.gpu = _gpu_status(spec, placement)
@@ -385,7 +397,7 @@ def _observe_job(
     if job.complete:
         _job_succeeded(obs, spec, job, work, decision)
     elif job.failed_final:
-        _job_failed(job, work, decision)
+        _job_failed(obs, spec, job, work, decision)
     else:
         _job_running(job, latest, work)
 
@@ -415,9 +427,14 @@ def _job_running(job: JobView, latest: PodView | None, work: _Status) -> None:
     work.progressing("Building", r.BUILDING, f"build pod {latest.name} running on {latest.node}")
 
 
-def _job_failed(job: JobView, work: _Status, decision: EngineDecision) -> None:
+def _job_failed(
+    obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision
+) -> None:
     _, result = _last_result(job, "Failed")
-    if result is not None and not result.ok:
+    problem = build_result_problem(result, obs.name, spec) if result is not None else None
+    if problem:
+        reason, message = r.INVALID_BUILD_RESULT, f"build pod reported an untrusted result: {problem}"
+    elif result is not None and not result.ok:
         reason, message = result.reason, result.message
     elif job.failure_reason == "DeadlineExceeded":
         reason, message = (
@@ -480,6 +497,15 @@ def _job_succeeded(
         work.cond(r.BUILT, "False", r.BUILD_FAILED, message)
         work.stalled(r.BUILD_FAILED, message)
         return
+    problem = build_result_problem(result, obs.name, spec)
+    if problem:
+        message = (
+            f"build pod {pod.name if pod else '?'} reported an untrusted result: {problem}; the engine is "
+            f"not promoted — delete Job {job.name} to rebuild"
+        )
+        work.cond(r.BUILT, "False", r.INVALID_BUILD_RESULT, message)
+        work.stalled(r.INVALID_BUILD_RESULT, message)
+        return
     when = job.completion_time or rfc3339(work.now)
     candidate = _engine_from(result, spec, s.revision, job.config_hash, when)
     if not _is(work, r.BUILT, "True", r.BUILD_SUCCEEDED):
@@ -511,10 +537,12 @@ def _job_succeeded(
         work.stalled(verdict.reason, verdict.message + keep)
         return
     candidate = candidate.model_copy(update={"validated": verdict.configured})
-    if verdict.configured:
-        work.cond(r.VALIDATED, "True", verdict.reason, verdict.message)
-    else:
-        work.cond(r.VALIDATED, "False", r.NOT_CONFIGURED, verdict.message)
+    # Validated=True means "the validation step is over and nothing failed", so that
+    # `kubectl wait --for=condition=Validated` returns for every engine; whether gates really ran is
+    # the reason (GatesPassed / NotConfigured) and status.engine.validated, which serving checks.
+    work.cond(
+        r.VALIDATED, "True", verdict.reason if verdict.configured else r.NOT_CONFIGURED, verdict.message
+    )
     s.engine, s.candidate = candidate, None
     decision.events.append(
         Event("Normal", r.ENGINE_PROMOTED, f"revision {s.revision} promoted: {candidate.uri}")
@@ -522,25 +550,71 @@ def _job_succeeded(
     work.ready(r.ENGINE_PROMOTED, f"serving revision {s.revision}: {candidate.uri}")
 
 
-def _reconcile_deletion(obs: EngineObservation, spec: TRTEngineSpec, decision: EngineDecision) -> None:
-    """deletionPolicy Delete: a cleanup Job removes the engine files, then the finalizer goes."""
+CLEANUP_DEADLINE_SECONDS = 600
+
+
+def _reconcile_deletion(
+    obs: EngineObservation, spec: TRTEngineSpec | None, work: _Status, decision: EngineDecision
+) -> None:
+    """deletionPolicy Delete: a cleanup Job removes the engine files, then the finalizer goes.
+
+    Deletion always finishes. The finalizer is released without a cleanup Job when the spec can't be
+    parsed (no trustworthy path to delete) or when the namespace itself is terminating (nothing can be
+    created there any more; its PVCs go with it, and the StorageClass' reclaimPolicy decides the files'
+    fate). A cleanup Job that fails or passes its deadline releases the finalizer too, with a Warning
+    event naming the files left behind. While it runs, Reconciling=True/DeletingEngineFiles says so.
+    """
     if not obs.has_finalizer:
         return
     cleanup = obs.cleanup_job
-    if spec.deletionPolicy != "Delete" or (cleanup is not None and cleanup.complete):
+    if spec is None or spec.deletionPolicy != "Delete" or (cleanup is not None and cleanup.complete):
+        if spec is None:
+            decision.events.append(
+                Event(
+                    "Warning",
+                    r.CLEANUP_SKIPPED,
+                    "the spec can't be parsed, so no engine files are deleted; finalizer removed",
+                )
+            )
         decision.remove_finalizer = True
         return
-    if cleanup is None:
-        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec)]
-        decision.events.append(Event("Normal", "DeletingEngineFiles", f"removing engine files of {obs.name}"))
-    elif cleanup.failed_final:
+    where = f"pvc://{engine_claim(obs.name, spec)}/{spec.storage.path}/{obs.name}"
+    if obs.namespace_terminating:
+        decision.events.append(
+            Event(
+                "Normal",
+                r.CLEANUP_SKIPPED,
+                f"namespace {obs.namespace} is terminating: {where} goes with its PVC "
+                "(the StorageClass reclaimPolicy decides); finalizer removed",
+            )
+        )
+        decision.remove_finalizer = True
+        return
+    if cleanup is not None and cleanup.failed_final:
+        why = cleanup.failure_message or cleanup.failure_reason or "failed"
         decision.events.append(
             Event(
                 "Warning",
-                "CleanupFailed",
-                f"cleanup Job {cleanup.name} failed; remove the finalizer by hand after deleting the files",
+                r.CLEANUP_FAILED,
+                f"cleanup Job {cleanup.name} did not finish ({why[:300]}); the files at {where} are left "
+                "for you to delete; finalizer removed",
             )
         )
+        decision.remove_finalizer = True
+        return
+    if cleanup is None:
+        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec, CLEANUP_DEADLINE_SECONDS)]
+        decision.events.append(Event("Normal", r.DELETING_ENGINE_FILES, f"removing engine files at {where}"))
+        message = f"cleanup Job created to remove {where}"
+    else:
+        latest = _latest_pod(cleanup)
+        pending = (
+            f"; its pod can't be scheduled: {latest.unschedulable}" if latest and latest.unschedulable else ""
+        )
+        message = (
+            f"cleanup Job {cleanup.name} removing {where} (deadline {CLEANUP_DEADLINE_SECONDS} s){pending}"
+        )
+    work.progressing(work.s.phase, r.DELETING_ENGINE_FILES, message)
 
 
 def _checked(decision: EngineDecision) -> EngineDecision:

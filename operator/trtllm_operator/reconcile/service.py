@@ -4,6 +4,13 @@ Serving follows *promoted* engines only (status.engine of each TRTEngine, which 
 gates pass), so a failed gate on a new revision leaves the previous one serving. An engine promoted
 without any gate is refused unless ``allowUnvalidatedEngines`` says otherwise — loudly, as a warning
 condition.
+
+GitOps tools judge the service by kstatus' rules, so a service that can't converge without a change
+elsewhere says ``Stalled=True`` (Argo CD: Degraded, kstatus: Failed) instead of ``Reconciling=True``
+forever: an engine that is missing, refused (unvalidated), stalled itself with nothing promoted, or
+whose ``status.engine`` fails the trust checks (reconcile/trust.py). A multi-engine service that serves
+only some of its engines keeps serving those, and says so: ``Degraded=True/PartiallyServed`` naming the
+others, ``Ready=False``, and Stalled or Reconciling depending on whether the missing ones can still come.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.reconcile.engine import Event
+from trtllm_operator.reconcile.trust import engine_status_problem
 from trtllm_operator.render.serving import (
     deployment_name,
     render_deployment,
@@ -80,11 +88,22 @@ def _servable(
     if status.engine is None:
         ready = find(status.conditions, r.READY)
         why = f"{ready.reason}: {ready.message}" if ready else "no status yet"
+        stalled = find(status.conditions, r.STALLED)
+        if stalled is not None and stalled.status == "True":
+            return (
+                None,
+                r.ENGINE_STALLED,
+                f"TRTEngine {name} is stalled with no promoted engine ({stalled.reason}: "
+                f"{stalled.message[:1500]}); fix the TRTEngine",
+            )
         return (
             None,
             r.ENGINE_NOT_READY,
             f"TRTEngine {name} has no promoted engine yet (phase {status.phase}; {why})",
         )
+    problem = engine_status_problem(status.engine, name, engine_spec)
+    if problem:
+        return None, r.INVALID_ENGINE_STATUS, f"TRTEngine {name} is not served: {problem}"
     if not status.engine.validated and not spec.allowUnvalidatedEngines:
         return (
             None,
@@ -96,6 +115,17 @@ def _servable(
             ),
         )
     return _Served(name, engine_spec, status.engine), "", ""
+
+
+#: Blocked for good: nothing changes until someone edits a TRTEngine or this service.
+TERMINAL = frozenset({r.ENGINE_NOT_FOUND, r.ENGINE_NOT_VALIDATED, r.ENGINE_STALLED, r.INVALID_ENGINE_STATUS})
+
+
+def _summary(refs: list[str], served: list[_Served]) -> str:
+    """The ENGINES column: 'a r3, b (not served)'."""
+    by_name = {s.engine_name: s.engine.revision for s in served}
+    parts = [f"{n} r{by_name[n]}" if n in by_name else f"{n} (not served)" for n in refs]
+    return ", ".join(parts)[:1024]
 
 
 def _set(
@@ -170,12 +200,14 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         "blockOwnerDeletion": True,
     }
     served, blocked = [], []
-    for name in _engine_refs(spec):
+    refs = _engine_refs(spec)
+    for name in refs:
         ok, reason, message = _servable(name, obs.engines.get(name), spec)
         if ok:
             served.append(ok)
         else:
             blocked.append((reason, message))
+    status.engines = _summary(refs, served)
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
         cond(
@@ -212,10 +244,13 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
                 )
             )
         status.engineRevision, status.engineUri = first.revision, first.uri
+    if not (blocked and served):
+        status.conditions = [x for x in status.conditions if x.type != r.DEGRADED]
     if blocked and not served:
-        reason, message = blocked[0]
+        terminal = [b for b in blocked if b[0] in TERMINAL]
+        reason, message = terminal[0] if terminal else blocked[0]
         cond(r.ENGINE_READY, "False", reason, message)
-        stalled = reason in (r.ENGINE_NOT_FOUND, r.ENGINE_NOT_VALIDATED)
+        stalled = bool(terminal)
         cond(r.READY, "False", reason, message)
         cond(r.RECONCILING, "False" if stalled else "True", reason, message)
         cond(r.STALLED, "True" if stalled else "False", reason, message)
@@ -251,4 +286,25 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.READY, "False", r.DEPLOYMENT_PROGRESSING, summary)
         cond(r.RECONCILING, "True", r.DEPLOYMENT_PROGRESSING, summary)
         cond(r.STALLED, "False", r.DEPLOYMENT_PROGRESSING, summary)
+    if blocked and not any(x[1] for x in results):
+        _partially_served(status, blocked, served, cond)
     return decision
+
+
+def _partially_served(
+    status: InferenceServiceStatus,
+    blocked: list[tuple[str, str]],
+    served: list[_Served],
+    cond: Any,
+) -> None:
+    """Some engines are served, others not: Degraded=True, never Ready; Stalled when they can't come."""
+    names = ", ".join(s.engine_name for s in served)
+    message = (
+        f"serving {len(served)} of {len(served) + len(blocked)} engines ({names}); not served: "
+        + "; ".join(m for _, m in blocked)
+    )[:4096]
+    terminal = any(reason in TERMINAL for reason, _ in blocked)
+    cond(r.DEGRADED, "True", r.PARTIALLY_SERVED, message)
+    cond(r.READY, "False", r.PARTIALLY_SERVED, message)
+    cond(r.RECONCILING, "False" if terminal else "True", r.PARTIALLY_SERVED, message)
+    cond(r.STALLED, "True" if terminal else "False", r.PARTIALLY_SERVED, message)

@@ -13,18 +13,24 @@ def cleanup_job_name(engine: str) -> str:
     return f"{engine}-cleanup"
 
 
-def render_cleanup_job(namespace: str, name: str, spec: TRTEngineSpec) -> dict[str, Any]:
+def render_cleanup_job(
+    namespace: str, name: str, spec: TRTEngineSpec, deadline_seconds: int = 600
+) -> dict[str, Any]:
     """A short Job mounting the engine volume and deleting ``<path>/<engine>``; no ownerReference, since
-    it must outlive the TRTEngine it cleans up after (ttlSecondsAfterFinished removes it)."""
+    it must outlive the TRTEngine it cleans up after (ttlSecondsAfterFinished removes it).
+
+    ``activeDeadlineSeconds`` bounds it: a pod that can never schedule fails the Job (DeadlineExceeded)
+    instead of blocking the TRTEngine's deletion silently."""
     claim = spec.storage.existingClaim or names.claim_name(name)
     target = f"{c.ENGINES_MOUNT}/{spec.storage.path}/{name}"
-    labels = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ENGINE: name, c.LABEL_COMPONENT: "cleanup"}
+    labels = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ENGINE: name, c.LABEL_COMPONENT: c.COMPONENT_CLEANUP}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": cleanup_job_name(name), "namespace": namespace, "labels": labels},
         "spec": {
             "backoffLimit": 2,
+            "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": 300,
             "template": {
                 "metadata": {"labels": labels},

@@ -69,7 +69,7 @@ end
 
 if is_true(ready) then
   local warnings = {}
-  for _, name in ipairs({"CalibrationDomainMismatch", "InflightBatchingDisabled"}) do
+  for _, name in ipairs({"CalibrationDomainMismatch", "InflightBatchingDisabled", "ExtraArgsIgnored"}) do
     local warning = find(conditions, name)
     if is_true(warning) then
       table.insert(warnings, name .. ": " .. text(warning, "True"))
