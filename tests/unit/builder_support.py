@@ -20,6 +20,7 @@ from typing import Any
 from trtllm_operator.api.plan import BuildPlan, BuildResult
 from trtllm_operator.builder import builder_command
 from trtllm_operator.dev.standins import SHIM_DIR, standin_env
+from trtllm_operator.trtllm.cli_tables import version_from_image
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "hack" / "standins" / "bin"
@@ -227,6 +228,8 @@ def run_builder(box: Sandbox, plan: BuildPlan | str, gpus: list[GPU], **env: str
     result_file = box.tmp / "termination-log"
     result_file.unlink(missing_ok=True)
     argv = builder_command(plan_file, result_file, box.remaps)
+    if not isinstance(plan, str) and (version := version_from_image(plan.image)):
+        env.setdefault("TRTLLM_SIM_VERSION", version)  # as the executor does: the image's version
     done = subprocess.run(argv, env=builder_env(gpus, **env), capture_output=True, text=True, timeout=120)
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     raw = result_file.read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.api.plan import BuildResult, ResultAccuracy, ResultEngine
 from trtllm_operator.dev.fleet import default_nodes
 from trtllm_operator.gpu.labels import facts_from_node
-from trtllm_operator.reconcile.engine import EngineObservation, JobView, PodView, reconcile_engine
+from trtllm_operator.reconcile.engine import BuildSlot, EngineObservation, JobView, PodView, reconcile_engine
 from trtllm_operator.render import names
 from trtllm_operator.render.plan import RenderConfig
 
@@ -121,12 +121,27 @@ def test_fit_creates_plan_and_job_pinned_to_target() -> None:
     assert [e.reason for e in decision.events] == [r.JOB_CREATED]
 
 
-def test_queued_when_the_global_limit_is_reached() -> None:
-    decision = reconcile_engine(observe(spec(), other_active_builds=2, max_concurrent_builds=2), CFG, NOW)
+def test_asks_for_a_build_slot_before_creating_a_job() -> None:
+    decision = reconcile_engine(observe(spec(), slot=None), CFG, NOW)
+    assert decision.needs_slot
     assert decision.create == []
+
+
+def test_queued_when_no_build_slot_is_granted_with_its_place_in_line() -> None:
+    slot = BuildSlot(granted=False, position=3, waiting=5, running=2, limit=2)
+    decision = reconcile_engine(observe(spec(), slot=slot), CFG, NOW)
+    assert decision.create == []
+    assert not decision.needs_slot
     assert decision.status.phase == "Queued"
-    assert decision.requeue_after
-    assert conditions(decision)[r.SCHEDULED][1] == r.QUEUED
+    reason, message = conditions(decision)[r.SCHEDULED][1:3]
+    assert reason == r.QUEUED
+    assert "position 3 of 5" in message
+    assert "limit is 2" in message
+
+
+def test_a_granted_slot_creates_the_job() -> None:
+    decision = reconcile_engine(observe(spec(), slot=BuildSlot(granted=True, running=1, limit=2)), CFG, NOW)
+    assert [o["kind"] for o in decision.create if o["kind"] == "Job"] == ["Job"]
 
 
 def test_unschedulable_pod_message_is_copied() -> None:
@@ -384,7 +399,6 @@ def test_a_pending_baseline_engine_score_holds_promotion() -> None:
     assert decision.status.phase == "Validating"
     assert conditions(decision)[r.VALIDATED][:2] == ("Unknown", r.VALIDATING)
     assert conditions(decision)[r.RECONCILING][0] == "True"
-    assert decision.requeue_after
     assert r.ENGINE_PROMOTED not in [e.reason for e in decision.events]
     # Once the baseline reports, the same observation promotes.
     done = reconcile_engine(observe(raw, jobs=jobs, baselines={"llama-bf16": 0.605}), CFG, NOW)

@@ -79,7 +79,15 @@ def test_serves_promoted_engine_pinned_to_its_architecture() -> None:
     expressions = {e["key"]: e["values"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
     assert expressions == {"nvidia.com/gpu.compute.major": ["9"], "nvidia.com/gpu.compute.minor": ["0"]}
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][:2] == ["trtllm-serve", "/engines/engines/llama/h1"]
+    # trtllm-serve answers to MODEL's basename: the engine is mounted again at /served/<model name>
+    assert container["args"][:2] == ["trtllm-serve", "/served/chat"]
+    assert {
+        "name": "engine",
+        "mountPath": "/served/chat",
+        "subPath": "engines/llama/h1",
+        "readOnly": True,
+    } in (container["volumeMounts"])
+    assert decision.status.modelName == "chat"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert container["image"] == "img:1.2.0"
     assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
@@ -252,3 +260,39 @@ def test_a_patched_engine_uri_outside_the_engine_directory_is_never_mounted(uri:
     assert decision.apply == []
     assert cond(decision, r.STALLED)[:2] == ("True", r.INVALID_ENGINE_STATUS)
     assert "status.engine.uri" in cond(decision, r.STALLED)[2]
+
+
+def test_served_model_name_is_the_served_directory_and_in_status() -> None:
+    spec = {"engineRef": {"name": "llama"}, "servedModelName": "llama-3.1-8b"}
+    decision = reconcile_service(observe(spec, {"llama": engine()}), NOW)
+    container = decision.apply[1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][1] == "/served/llama-3.1-8b"
+    assert decision.status.modelName == "llama-3.1-8b"
+
+
+def test_serving_image_of_another_version_is_refused() -> None:
+    spec = {"engineRef": {"name": "llama"}, "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"}
+    decision = reconcile_service(observe(spec, {"llama": engine()}), NOW)
+    assert [o["kind"] for o in decision.apply] == []  # nothing rolls out
+    ready = cond(decision, r.READY)
+    assert ready[:2] == ("False", r.RUNTIME_VERSION_MISMATCH)
+    assert "1.2.0" in ready[2]
+    assert "1.2.1" in ready[2]
+    assert cond(decision, r.STALLED)[0] == "True"
+
+
+def test_version_recorded_in_the_manifest_wins_over_the_build_image_tag() -> None:
+    obj = engine()
+    obj["status"]["engine"]["trtllmVersion"] = "1.2.1"
+    spec = {"engineRef": {"name": "llama"}, "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"}
+    decision = reconcile_service(observe(spec, {"llama": obj}), NOW)
+    assert [o["kind"] for o in decision.apply] == ["Service", "Deployment"]
+
+
+def test_serving_image_without_a_version_tag_warns() -> None:
+    spec = {"engineRef": {"name": "llama"}, "image": "registry.local/trtllm:latest"}
+    decision = reconcile_service(observe(spec, {"llama": engine()}), NOW)
+    assert [o["kind"] for o in decision.apply] == ["Service", "Deployment"]
+    warning = cond(decision, r.RUNTIME_VERSION_UNKNOWN)
+    assert warning[0] == "True"
+    assert "registry.local/trtllm:latest" in warning[2]

@@ -520,8 +520,8 @@ class TestChildren:
         assert f"> {step(plan, 'dataset').stdout}" in script
 
     def test_steps_script_quotes_arguments(self) -> None:
-        plan = plan_of(make_spec(build={"extraArgs": ["--log_level", "info; rm -rf /"]}))
-        assert "--log_level 'info; rm -rf /'" in steps_script(plan)
+        plan = plan_of(make_spec(build={"extraArgs": ["--visualize_network", "info; rm -rf /"]}))
+        assert "--visualize_network 'info; rm -rf /'" in steps_script(plan)
 
     def test_owner_reference(self) -> None:
         assert owner_reference(OWNER) == {

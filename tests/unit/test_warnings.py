@@ -41,8 +41,21 @@ class TestCalibrationDomain:
         assert calibration_domain_mismatch(spec("code", "cnn_dailymail")) == (
             "calibration dataset cnn_dailymail (news summaries) does not match model domain code: "
             "calibrate on code samples, e.g. calibration.dataset: pvc://<claim>/calib/code (quantization "
-            "scales fitted to other text clip the activations this model sees and cost accuracy)"
+            "scales fitted to other text clip the activations this model sees and cost accuracy); "
+            "trtllm-eval has no code task, so gate the engine on perplexity over held-out code text: "
+            "validation.accuracy.tasks: [{name: perplexity, dataset: pvc://<claim>/eval/code, baseline: ..., "
+            "maxDrop: ...}]"
         )
+
+    def test_code_model_with_a_perplexity_gate_gets_no_gate_hint(self) -> None:
+        gate = {
+            "tasks": [
+                {"name": "perplexity", "dataset": "pvc://d/eval", "baseline": {"value": 2}, "maxDrop": 0.1}
+            ]
+        }
+        message = calibration_domain_mismatch(spec("code", "cnn_dailymail", validation={"accuracy": gate}))
+        assert message is not None
+        assert "perplexity" not in message
 
     @pytest.mark.parametrize("domain", ["code", "math", "chat", "multilingual"])
     @pytest.mark.parametrize("dataset", ["cnn_dailymail", "pileval"])

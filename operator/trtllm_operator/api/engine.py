@@ -28,6 +28,7 @@ from trtllm_operator.api.common import (
 )
 from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import ENGINE_NAME_MAX
+from trtllm_operator.trtllm.cli_tables import EVAL_TASKS
 
 Backend = Literal["tensorrt", "pytorch"]
 Precision = Literal["fp16", "bf16", "fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"]
@@ -323,7 +324,21 @@ class Baseline(ApiModel):
     )
 
 
-AccuracyTaskName = Literal["mmlu", "gsm8k", "gpqa_diamond", "cnn_dailymail", "humaneval", "perplexity"]
+#: trtllm-eval's tasks at 1.2 and 1.3 (``trtllm/cli_tables.py`` EVAL_TASKS: a unit test keeps them equal) and
+#: our own perplexity evaluator. There is no humaneval in trtllm-eval at any version.
+AccuracyTaskName = Literal[
+    "mmlu",
+    "gsm8k",
+    "gpqa_diamond",
+    "gpqa_main",
+    "gpqa_extended",
+    "cnn_dailymail",
+    "json_mode_eval",
+    "mmmu",
+    "perplexity",
+]
+#: Tasks the tensorrt backend's evaluator has (trtllm-eval 1.2; mmmu came with the 1.3 line).
+TENSORRT_EVAL_TASKS: tuple[str, ...] = (*EVAL_TASKS["1.2"], "perplexity")
 Metric = Literal["accuracy", "exact_match", "pass_at_1", "rouge1", "perplexity"]
 #: The metric each built-in task reports when ``metric`` is not set (the builder and the gates both use it).
 DEFAULT_METRIC: dict[str, str] = {
@@ -331,7 +346,10 @@ DEFAULT_METRIC: dict[str, str] = {
     "gsm8k": "exact_match",
     "gpqa_diamond": "accuracy",
     "cnn_dailymail": "rouge1",
-    "humaneval": "pass_at_1",
+    "gpqa_main": "accuracy",
+    "gpqa_extended": "accuracy",
+    "json_mode_eval": "accuracy",
+    "mmmu": "accuracy",
     "perplexity": "perplexity",
 }
 #: Metrics where a lower score is better; for them a "drop" is an increase.
@@ -356,8 +374,9 @@ class AccuracyTask(ApiModel):
     }
 
     name: AccuracyTaskName = Field(
-        description="Built-in task (mmlu, gsm8k, gpqa_diamond, cnn_dailymail, humaneval) or perplexity on "
-        "your own dataset."
+        description="A trtllm-eval task (mmlu, gsm8k, gpqa_diamond, gpqa_main, gpqa_extended, cnn_dailymail, "
+        "json_mode_eval; mmmu with backend pytorch) or perplexity on your own dataset (our evaluator: the "
+        "gate for code models, e.g. on held-out code)."
     )
     dataset: str | None = Field(
         default=None,
@@ -501,6 +520,20 @@ class TRTEngineSpec(ApiModel):
                 "export refuses it); use kvCacheDtype fp8 (compute capability ≥ 8.9) or auto, or backend "
                 "tensorrt",
                 field_path=".kvCacheDtype",
+            ),
+            cel(
+                "self.backend != 'tensorrt' || !has(self.validation) || !has(self.validation.accuracy) || "
+                f"self.validation.accuracy.tasks.all(t, t.name in {list(TENSORRT_EVAL_TASKS)})",
+                "spec.validation.accuracy.tasks: trtllm-eval 1.2 (backend tensorrt) has only "
+                + ", ".join(TENSORRT_EVAL_TASKS)
+                + "; use one of those, or backend pytorch (TensorRT-LLM 1.3+) for mmmu",
+                field_path=".validation.accuracy.tasks",
+            ),
+            cel(
+                "self.backend != 'tensorrt' || !self.image.matches(r':v?1\\.([3-9]|[1-9][0-9])\\.[0-9]+')",
+                "spec.image: TensorRT-LLM 1.3 and later removed the TensorRT engine path (trtllm-build); use "
+                "an image of the 1.2 line for backend tensorrt, or backend pytorch",
+                field_path=".image",
             ),
             cel(
                 "self.backend != 'pytorch' || !has(self.build) || !has(self.build.extraArgs) || "

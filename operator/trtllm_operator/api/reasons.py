@@ -68,6 +68,10 @@ STORAGE_PENDING: Final = "StoragePending"
 ENGINE_NOT_FOUND: Final = "EngineNotFound"
 ENGINE_NOT_READY: Final = "EngineNotReady"
 ENGINE_NOT_VALIDATED: Final = "EngineNotValidated"
+#: The serving image's TensorRT-LLM version differs from the engine's (its plan would not deserialize).
+RUNTIME_VERSION_MISMATCH: Final = "RuntimeVersionMismatch"
+#: Warning condition type and reason: the serving image's version cannot be told from its tag.
+RUNTIME_VERSION_UNKNOWN: Final = "RuntimeVersionUnknown"
 DEPLOYMENT_AVAILABLE: Final = "DeploymentAvailable"
 DEPLOYMENT_PROGRESSING: Final = "DeploymentProgressing"
 ROLLOUT_STALLED: Final = "RolloutStalled"

@@ -135,8 +135,12 @@ class InferenceServiceSpec(ApiModel):
     )
     servedModelName: str | None = Field(
         default=None,
-        description="Model name clients send; defaults to the InferenceService name.",
+        description="Model name clients send (the OpenAI 'model' field); defaults to the InferenceService "
+        "name. trtllm-serve has no served-model-name option: it answers to the basename of its MODEL "
+        "directory, so the engine is mounted at /served/<servedModelName>; hence one path segment, no '/'. "
+        "status.modelName repeats the name to send.",
         max_length=253,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
     )
     allowUnvalidatedEngines: bool = Field(
         default=False,
@@ -194,6 +198,11 @@ class InferenceServiceStatus(ApiModel):
         description="Promoted revision (status.engine.revision of the TRTEngine) of the first engine served.",
     )
     engineUri: str | None = Field(default=None, description="Engine being served.", max_length=1024)
+    modelName: str | None = Field(
+        default=None,
+        description="The model name to send in OpenAI requests (what trtllm-serve answers to).",
+        max_length=253,
+    )
     selector: str | None = Field(
         default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024
     )

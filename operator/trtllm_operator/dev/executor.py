@@ -39,6 +39,7 @@ from trtllm_operator.dev.standins import standin_env
 from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
 from trtllm_operator.gpu.labels import GFD
 from trtllm_operator.k8s import as_body, new_api_client, required
+from trtllm_operator.trtllm.cli_tables import version_from_image
 
 log = structlog.get_logger("sim-executor")
 REPO = Path(__file__).resolve().parents[3]
@@ -231,6 +232,8 @@ class Executor:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TRTLLM_SIM_", "HF_"))}
         base["PYTHONPATH"] = str(REPO / "operator")  # this checkout's package, behind the pynvml shim
         env = standin_env(self._gpus(pod), base, PYTHONUNBUFFERED="1")
+        if version := version_from_image(self._container(pod).image or ""):
+            env["TRTLLM_SIM_VERSION"] = version  # the stand-ins play the image's TensorRT-LLM version
         pythonpath = env["PYTHONPATH"]
         for item in self._container(pod).env or []:
             if item.value is not None:

@@ -34,7 +34,10 @@ from trtllm_operator.render.serving import (
     render_hpa,
     render_service,
     selector_labels,
+    served_model_name,
+    serving_image,
 )
+from trtllm_operator.trtllm.cli_tables import version_from_image
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,21 @@ def _servable(
                 "or set allowUnvalidatedEngines: true"
             ),
         )
+    if mismatch := runtime_version_mismatch(name, spec, engine_spec, status.engine):
+        return None, r.RUNTIME_VERSION_MISMATCH, mismatch
     return _Served(name, engine_spec, status.engine), "", ""
 
 
 #: Blocked for good: nothing changes until someone edits a TRTEngine or this service.
-TERMINAL = frozenset({r.ENGINE_NOT_FOUND, r.ENGINE_NOT_VALIDATED, r.ENGINE_STALLED, r.INVALID_ENGINE_STATUS})
+TERMINAL = frozenset(
+    {
+        r.ENGINE_NOT_FOUND,
+        r.ENGINE_NOT_VALIDATED,
+        r.ENGINE_STALLED,
+        r.INVALID_ENGINE_STATUS,
+        r.RUNTIME_VERSION_MISMATCH,
+    }
+)
 
 
 def _summary(refs: list[str], served: list[_Served]) -> str:
@@ -126,6 +139,40 @@ def _summary(refs: list[str], served: list[_Served]) -> str:
     by_name = {s.engine_name: s.engine.revision for s in served}
     parts = [f"{n} r{by_name[n]}" if n in by_name else f"{n} (not served)" for n in refs]
     return ", ".join(parts)[:1024]
+
+
+def engine_version(engine_spec: TRTEngineSpec, engine: EngineStatus) -> str | None:
+    """The TensorRT-LLM version that built the engine: recorded in its manifest, else its image's tag."""
+    return engine.trtllmVersion or version_from_image(engine.image or engine_spec.image)
+
+
+def runtime_version_mismatch(
+    name: str, svc: InferenceServiceSpec, engine_spec: TRTEngineSpec, engine: EngineStatus
+) -> str | None:
+    """A TensorRT engine plan deserializes only in the TensorRT(-LLM) version that built it; a message
+    when the serving image's version (from its tag) is known and differs, else None."""
+    image = serving_image(svc, engine, engine_spec)
+    built, serving = engine_version(engine_spec, engine), version_from_image(image)
+    if built is None or serving is None or built == serving:
+        return None
+    return (
+        f"TRTEngine {name} revision {engine.revision} was built with TensorRT-LLM {built} but the serving "
+        f"image {image} is TensorRT-LLM {serving}: the engine would not load (serialization version "
+        f"mismatch). Remove spec.image to serve with the build image, or set it to a {built} image"
+    )
+
+
+def _version_unknown(svc: InferenceServiceSpec, served: list[_Served]) -> str | None:
+    unknown = sorted(
+        {img for s in served if version_from_image(img := serving_image(svc, s.engine, s.spec)) is None}
+    )
+    if not unknown:
+        return None
+    return (
+        f"cannot tell the TensorRT-LLM version of serving image {', '.join(unknown)} from its tag: make "
+        "sure it "
+        "is the version that built the engine, or use a release tag (e.g. release:1.2.0)"
+    )
 
 
 def _set(
@@ -220,6 +267,10 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         )
     else:
         status.conditions = [x for x in status.conditions if x.type != r.UNVALIDATED_ENGINE]
+    if unknown := _version_unknown(spec, served):
+        cond(r.RUNTIME_VERSION_UNKNOWN, "True", r.RUNTIME_VERSION_UNKNOWN, unknown)
+    else:
+        status.conditions = [x for x in status.conditions if x.type != r.RUNTIME_VERSION_UNKNOWN]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
     for dep_name, s in wanted_deployments.items():
         decision.apply.append(
@@ -244,6 +295,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
                 )
             )
         status.engineRevision, status.engineUri = first.revision, first.uri
+        status.modelName = served_model_name(obs.name, spec)
     if not (blocked and served):
         status.conditions = [x for x in status.conditions if x.type != r.DEGRADED]
     if blocked and not served:

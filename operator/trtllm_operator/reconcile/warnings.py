@@ -54,6 +54,25 @@ def calibration_domain_mismatch(spec: TRTEngineSpec) -> str | None:
         f"calibration dataset {dataset} ({content}) does not match model domain {domain}: calibrate on "
         f"{DOMAIN_SAMPLES[domain]} samples, e.g. calibration.dataset: pvc://<claim>/calib/{domain} "
         "(quantization scales fitted to other text clip the activations this model sees and cost accuracy)"
+        + _gate_hint(spec)
+    )
+
+
+#: trtllm-eval has no task for these domains (no humaneval at any version): gate on perplexity instead.
+_NO_TRTLLM_EVAL_TASK: Final = frozenset({"code", "multilingual", "chat"})
+
+
+def _gate_hint(spec: TRTEngineSpec) -> str:
+    """How to catch the damage: for a domain trtllm-eval has no task for, the perplexity gate."""
+    if spec.model.domain not in _NO_TRTLLM_EVAL_TASK:
+        return ""
+    tasks = spec.validation.accuracy.tasks if spec.validation and spec.validation.accuracy else []
+    if any(t.name == "perplexity" for t in tasks):
+        return ""
+    return (
+        f"; trtllm-eval has no {spec.model.domain} task, so gate the engine on perplexity over held-out "
+        f"{DOMAIN_SAMPLES[spec.model.domain]} text: validation.accuracy.tasks: [{{name: perplexity, "
+        "dataset: pvc://<claim>/eval/" + spec.model.domain + ", baseline: ..., maxDrop: ...}]"
     )
 
 

@@ -28,6 +28,7 @@ from trtllm_operator.api.plan import (
 from trtllm_operator.gpu import ComputeCapability
 from trtllm_operator.render.names import claim_name
 from trtllm_operator.render.presets import build_flags, flags_argv
+from trtllm_operator.trtllm.cli_tables import tables_for
 
 DEFAULT_BUILDER_IMAGE: Final = "ghcr.io/trtllm-operator/trtllm-operator:0.1.0"
 DEFAULT_EXAMPLES_DIR: Final = "/app/tensorrt_llm/examples"
@@ -258,19 +259,28 @@ def _bench_steps(
     bench = spec.validation.benchmark if spec.validation else None
     if bench is None:
         return [], []
-    script = posixpath.join(
-        posixpath.dirname(cfg.examples_dir.rstrip("/")), "benchmarks/cpp/prepare_dataset.py"
-    )
-    dataset = f"{paths.root}/.{build_hash}.bench-dataset.jsonl"
-    prepare = ["python3", script, "--stdout", "--tokenizer", model.local_dir, "token-norm-dist"]
-    prepare += ["--input-mean", str(bench.inputLength), "--output-mean", str(bench.outputLength)]
-    prepare += ["--input-stdev", "0", "--output-stdev", "0", "--num-requests", str(bench.numRequests)]
     # trtllm-bench wants a model *name* (it refuses a path); the local files go in --model_path.
     name = (
         model.source.removeprefix("hf://")
         if model.source.startswith("hf://")
         else posixpath.basename(model.local_dir.rstrip("/"))
     )
+    dataset = f"{paths.root}/.{build_hash}.bench-dataset.jsonl"
+    dist = ["--input-mean", str(bench.inputLength), "--output-mean", str(bench.outputLength)]
+    dist += ["--input-stdev", "0", "--output-stdev", "0", "--num-requests", str(bench.numRequests)]
+    if tables_for(spec.backend, spec.image).line == "1.2":
+        script = posixpath.join(
+            posixpath.dirname(cfg.examples_dir.rstrip("/")), "benchmarks/cpp/prepare_dataset.py"
+        )
+        prepare = ["python3", script, "--stdout", "--tokenizer", model.local_dir, "token-norm-dist", *dist]
+        dataset_step = PlanStep(name="dataset", argv=prepare, stdout=dataset)
+        notes = [f"benchmark dataset script {script} is inferred from the image layout (UNVERIFIED)"]
+    else:
+        # 1.3+: benchmarks/cpp/prepare_dataset.py is gone; trtllm-bench prepare-dataset writes --output
+        # (no --stdout) and takes the tokenizer from trtllm-bench's --model/--model_path.
+        prepare = ["trtllm-bench", "--model", name, "--model_path", model.local_dir, "prepare-dataset"]
+        prepare += ["--output", dataset, "token-norm-dist", *dist]
+        dataset_step, notes = PlanStep(name="dataset", argv=prepare), []
     run = ["trtllm-bench", "--model", name]
     if spec.backend == "tensorrt":
         run += [
@@ -293,10 +303,7 @@ def _bench_steps(
         str(bench.numRequests),
     ]
     run += ["--report_json", f"{paths.root}/.{build_hash}.bench.json", "--streaming"]
-    note = f"benchmark dataset script {script} is inferred from the image layout (UNVERIFIED)"
-    return [PlanStep(name="dataset", argv=prepare, stdout=dataset), PlanStep(name="benchmark", argv=run)], [
-        note
-    ]
+    return [dataset_step, PlanStep(name="benchmark", argv=run)], notes
 
 
 def _accuracy_step(

@@ -25,6 +25,8 @@ from typing import Final
 
 from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.gpu import ComputeCapability, arch_name
+from trtllm_operator.trtllm.cli import check_argv
+from trtllm_operator.trtllm.cli_tables import TRTLLM_BUILD_12
 
 CC = ComputeCapability
 #: Architectures TensorRT-LLM applies reduce fusion (and so user buffers) to; it forces both off otherwise.
@@ -419,16 +421,24 @@ def build_flags(spec: TRTEngineSpec, cc: ComputeCapability, architecture: str | 
         if flag in RESERVED_FLAGS:
             notes.append(f"ignored --{flag} from spec.build.extraArgs: the operator sets it")
             continue
+        if rejected := check_argv(TRTLLM_BUILD_12, flags_argv({flag: value})):
+            notes.append(
+                f"left out --{flag} {value} from spec.build.extraArgs: the real parser rejects it "
+                f"({rejected[0]}; {TRTLLM_BUILD_12.source.cite()})"
+            )
+            continue
         flags[flag] = value
         preset_keys.discard(flag)
     _drop_unmet_requirements(flags, preset_keys, notes)
     if recipe is None:
         notes.extend(_note_missing(RULES, t, flags))
-    for flag in overrides.keys() - RESERVED_FLAGS:
+    for flag in (overrides.keys() - RESERVED_FLAGS) & flags.keys():
         if problem := limit_violation(flag, flags[flag], t, flags):
             source = f"--{flag} {flags[flag]} from spec.build.extraArgs"
             notes.append(f"{source}: {problem}; trtllm-build will reject or ignore it")
-    ifb = [f"--{flag} {value}" for flag, value in IFB_DISABLING if overrides.get(flag) == value]
+    ifb = [
+        f"--{flag} {value}" for flag, value in IFB_DISABLING if flags.get(flag) == value and flag in overrides
+    ]
     return FlagDecision(flags=flags, notes=notes, ifb_disabling=ifb, recipe=recipe.name if recipe else None)
 
 

@@ -39,14 +39,38 @@ def _tokenizer(engine_name: str, spec: TRTEngineSpec) -> tuple[str, str | None]:
     return f"{c.ENGINES_MOUNT}/{spec.storage.path}/{engine_name}/.model", None
 
 
+def serving_image(svc: InferenceServiceSpec, engine: EngineStatus, engine_spec: TRTEngineSpec) -> str:
+    """spec.image, else the image that built the engine."""
+    return svc.image or engine.image or engine_spec.image
+
+
+#: Where the engine is mounted a second time, under the name clients send (see served_model_dir).
+SERVED_MOUNT = "/served"
+
+
+def served_model_name(service: str, svc: InferenceServiceSpec) -> str:
+    """The OpenAI model name: spec.servedModelName, else the InferenceService name."""
+    return svc.servedModelName or service
+
+
+def served_model_dir(model_name: str) -> str:
+    """trtllm-serve (1.2 and 1.3) has no served-model-name option: OpenAIServer answers to the basename of
+    its MODEL directory (tensorrt_llm/serve/openai_server.py, ``self.model = model_dir.name``). So the
+    engine directory is mounted (subPath) at /served/<name> and that path is MODEL."""
+    return f"{SERVED_MOUNT}/{model_name}"
+
+
 def serve_args(
-    svc: InferenceServiceSpec, engine_name: str, engine_spec: TRTEngineSpec, engine: EngineStatus
+    svc: InferenceServiceSpec,
+    engine_name: str,
+    engine_spec: TRTEngineSpec,
+    engine: EngineStatus,
+    model_name: str | None = None,
 ) -> list[str]:
-    _, path = _volume_path(engine.uri)
     tokenizer, _ = _tokenizer(engine_name, engine_spec)
     argv = [
         "trtllm-serve",
-        f"{c.ENGINES_MOUNT}/{path}",
+        served_model_dir(model_name or engine_name),
         "--host",
         "0.0.0.0",  # noqa: S104 - serve on the pod IP: the Service routes to it
         "--port",
@@ -95,8 +119,16 @@ def render_deployment(
         {"name": "engine", "persistentVolumeClaim": {"claimName": engine_claim, "readOnly": True}},
         {"name": "dshm", "emptyDir": {"medium": "Memory"}},
     ]
+    model_name = served_model_name(service, svc)
+    _, engine_path = _volume_path(engine.uri)
     mounts = [
         {"name": "engine", "mountPath": c.ENGINES_MOUNT, "readOnly": True},
+        {
+            "name": "engine",
+            "mountPath": served_model_dir(model_name),
+            "subPath": engine_path,
+            "readOnly": True,
+        },
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
     if model_claim and model_claim != engine_claim:
@@ -137,8 +169,8 @@ def render_deployment(
                 "containers": [
                     {
                         "name": "server",
-                        "image": svc.image or engine.image or engine_spec.image,
-                        "args": serve_args(svc, engine_name, engine_spec, engine),
+                        "image": serving_image(svc, engine, engine_spec),
+                        "args": serve_args(svc, engine_name, engine_spec, engine, model_name),
                         "ports": [{"name": "http", "containerPort": svc.port}],
                         "resources": resources,
                         "volumeMounts": mounts,

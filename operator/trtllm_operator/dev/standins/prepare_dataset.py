@@ -1,6 +1,7 @@
 """Stand-in for TensorRT-LLM's ``benchmarks/cpp/prepare_dataset.py`` (synthetic trtllm-bench datasets).
 
-Interface of the real click script: global ``--tokenizer`` (required), ``--output``
+Interface of the real click script (built from ``trtllm/cli_tables.py``): global ``--tokenizer``
+(required), ``--output``
 (default ``preprocessed_dataset.json``), ``--stdout``, ``--random-seed`` (420), ``--task-id`` (-1),
 ``--rand-task-id MIN MAX``, ``--lora-dir``, ``--log-level`` (info|debug), then the subcommand
 ``token-norm-dist --num-requests --input-mean --input-stdev --output-mean --output-stdev`` (all
@@ -26,26 +27,16 @@ from typing import Any, Final
 
 from trtllm_operator.dev.standins._artifacts import read_json
 from trtllm_operator.dev.standins._common import ToolError, hub_offline, progress_to_stderr, run_tool, step
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import PREPARE_DATASET_12
 
 TOOL: Final = "prepare_dataset.py"
 DEFAULT_VOCAB: Final = 32000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--tokenizer", required=True)
-    parser.add_argument("--output", default="preprocessed_dataset.json")
-    parser.add_argument("--stdout", action="store_true")
-    parser.add_argument("--random-seed", type=int, default=420)
-    parser.add_argument("--task-id", type=int, default=-1)
-    parser.add_argument("--rand-task-id", type=int, nargs=2, default=None)
-    parser.add_argument("--lora-dir", default=None)
-    parser.add_argument("--log-level", default="info", choices=["info", "debug"])
-    commands = parser.add_subparsers(dest="command", required=True)
-    norm = commands.add_parser("token-norm-dist", allow_abbrev=False)
-    for flag in ("--num-requests", "--input-mean", "--input-stdev", "--output-mean", "--output-stdev"):
-        norm.add_argument(flag, type=int, required=True)
-    return parser
+    """Exactly the options of the real script (``cli_tables.PREPARE_DATASET_12``)."""
+    return to_argparse(PREPARE_DATASET_12, description=__doc__.splitlines()[0])
 
 
 def tokenizer_vocab_size(tokenizer: str) -> int:
@@ -86,6 +77,10 @@ def generate(args: argparse.Namespace, vocab: int) -> Iterator[dict[str, Any]]:
 
 
 def execute(args: argparse.Namespace) -> None:
+    if args.command != "token-norm-dist":
+        raise ToolError(
+            f"stand-in: only token-norm-dist is simulated, not {args.command}", "NotImplementedError"
+        )
     if args.num_requests < 1:
         raise ToolError("--num-requests must be positive", "ValueError")
     vocab = tokenizer_vocab_size(args.tokenizer)

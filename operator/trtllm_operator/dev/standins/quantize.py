@@ -1,6 +1,6 @@
 """Stand-in for TensorRT-LLM's ``examples/quantization/quantize.py`` (ModelOpt PTQ -> checkpoint).
 
-Flags, defaults and choices are exactly those of ``shared/reference/trtllm.md`` (underscored names);
+Flags, defaults and choices are exactly the real parser's (``trtllm/cli_tables.py``);
 abbreviated flags are rejected (stricter than argparse's default, so a caller cannot come to rely on
 a prefix that a later release makes ambiguous). Behaviour that matters to the builder is enforced:
 
@@ -35,6 +35,8 @@ from trtllm_operator.dev.standins._artifacts import (
 )
 from trtllm_operator.dev.standins._common import ToolError, hub_offline, require_gpus, run_tool, say, step
 from trtllm_operator.dev.standins._rules import check_precision
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import QUANTIZE_12
 
 TOOL: Final = "quantize.py"
 QUANT_ALGOS: Final[dict[str, str | None]] = {
@@ -56,24 +58,8 @@ NO_CALIBRATION_FORMATS: Final = frozenset({"full_prec", "int8_wo", "int4_wo"})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", required=True, help="Hugging Face checkpoint directory")
-    parser.add_argument("--qformat", default="full_prec", choices=list(QUANT_ALGOS))
-    parser.add_argument("--kv_cache_dtype", default=None, choices=list(KV_CACHE_ALGOS))
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
-    parser.add_argument("--calib_dataset", default="cnn_dailymail")
-    parser.add_argument("--calib_size", type=int, default=512)
-    parser.add_argument("--calib_max_seq_length", type=int, default=512)
-    parser.add_argument("--tokenizer_max_seq_length", type=int, default=2048)
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--tp_size", type=int, default=1)
-    parser.add_argument("--pp_size", type=int, default=1)
-    parser.add_argument("--cp_size", type=int, default=1)
-    parser.add_argument("--awq_block_size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--output_dir", default="exported_model")
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    return parser
+    """Exactly the real quantize.py's options (``cli_tables.QUANTIZE_12``)."""
+    return to_argparse(QUANTIZE_12, description=__doc__.splitlines()[0])
 
 
 def needs_calibration(qformat: str, kv_cache_dtype: str | None) -> bool:
@@ -185,6 +171,10 @@ def quantization_block(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def execute(args: argparse.Namespace) -> None:
+    if args.model_dir is None:  # the real script's last branch (a NeMo checkpoint is not simulated)
+        raise ToolError(
+            "One of source checkpoint (model_dir, nemo_ckpt_path) must be specified", "ValueError"
+        )
     # The real script checks torch.cuda.is_available() before anything else.
     gpu = require_gpus("GPU is required for inference.", "OSError")[0] if args.device == "cuda" else None
     hf = load_hf_model(args.model_dir)

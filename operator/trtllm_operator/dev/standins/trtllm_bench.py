@@ -65,7 +65,10 @@ from trtllm_operator.dev.standins._common import (
     warn,
 )
 from trtllm_operator.dev.standins._rules import check_precision, load_runnable_engine
+from trtllm_operator.dev.standins.prepare_dataset import execute as prepare_execute
 from trtllm_operator.dev.standins.simgpu import SimGPU
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import TABLES, line_of
 
 TOOL: Final = "trtllm-bench"
 ENV_BENCH: Final = "TRTLLM_SIM_BENCH"
@@ -95,25 +98,9 @@ _SPREAD: Final = {"p50": 1.0, "p90": 1.1, "p95": 1.15, "p99": 1.25, "minimum": 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--model", "-m", required=True)
-    parser.add_argument("--model_path", default=None)
-    parser.add_argument("--workspace", "-w", default="/tmp")
-    parser.add_argument("--log_level", default="info", choices=LOG_LEVELS)
-    commands = parser.add_subparsers(dest="command", required=True)
-    throughput = commands.add_parser("throughput", allow_abbrev=False)
-    throughput.add_argument("--engine_dir", default=None)
-    throughput.add_argument("--backend", default="pytorch", choices=["pytorch", "tensorrt"])
-    throughput.add_argument("--dataset", required=True)
-    throughput.add_argument("--concurrency", type=int, default=-1)
-    throughput.add_argument("--num_requests", type=int, default=0)
-    throughput.add_argument("--report_json", default=None)
-    throughput.add_argument("--streaming", action="store_true")
-    throughput.add_argument("--max_batch_size", type=int, default=None)
-    throughput.add_argument("--max_num_tokens", type=int, default=None)
-    throughput.add_argument("--tp", type=int, default=1)
-    throughput.add_argument("--pp", type=int, default=1)
-    return parser
+    """Exactly the options of the real trtllm-bench at the simulated version (``cli_tables``)."""
+    line = line_of(sim_version()) or "1.2"
+    return to_argparse(TABLES[line].trtllm_bench, description=__doc__.splitlines()[0])
 
 
 # --- dataset ---------------------------------------------------------------------------------------
@@ -495,7 +482,23 @@ def print_summary(report: dict[str, Any]) -> None:
         say(f"Average time-per-output-token [TPOT] (ms):        {streaming['avg_tpot_ms']:.4f}")
 
 
+def prepare_dataset(args: argparse.Namespace) -> None:
+    """``trtllm-bench prepare-dataset`` (1.3+): the tokenizer is --model_path, else the --model name."""
+    args.tokenizer, args.stdout = args.model_path or args.model, False
+    if args.subcommand != "token-norm-dist":
+        raise ToolError(
+            f"stand-in: only token-norm-dist is simulated, not {args.subcommand}", "NotImplementedError"
+        )
+    args.command = args.subcommand
+    prepare_execute(args)
+
+
 def execute(args: argparse.Namespace) -> None:
+    if args.command == "prepare-dataset":
+        prepare_dataset(args)
+        return
+    if args.dataset is None:
+        raise ToolError("stand-in: --dataset is required (the real tool could read stdin)", "ValueError")
     if Path(args.model).exists():  # BenchmarkEnvironment.verify_model_name, before anything else
         raise ToolError("Model is a file or directory, please provide a model name.", "ValueError")
     gpus = require_gpus()

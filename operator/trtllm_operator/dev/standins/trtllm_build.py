@@ -1,6 +1,6 @@
 """Stand-in for ``trtllm-build`` (TRT-LLM checkpoint -> engine directory), TensorRT engine path.
 
-Flags, defaults and choices follow the table in ``shared/reference/trtllm.md``. The option
+Flags, defaults and choices are the real parser's (``trtllm/cli_tables.py``, build.py + plugin.py). The option
 resolution mirrors ``tensorrt_llm/builder.py::build`` and ``plugin.py::PluginConfig.validate``
 (TensorRT-LLM main, 2025):
 
@@ -51,6 +51,8 @@ from trtllm_operator.dev.standins._common import (
 )
 from trtllm_operator.dev.standins._rules import check_blackwell_quantization, check_precision
 from trtllm_operator.dev.standins.simgpu import SimGPU
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import TRTLLM_BUILD_12
 
 TOOL: Final = "trtllm-build"
 ENABLE_DISABLE: Final = ["enable", "disable"]
@@ -80,24 +82,12 @@ SWITCHES: Final[dict[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint_dir", required=True)
-    parser.add_argument("--output_dir", default="engine_outputs")
-    parser.add_argument("--max_batch_size", type=int, default=2048)
-    parser.add_argument("--max_input_len", type=int, default=1024)
-    parser.add_argument("--max_seq_len", type=int, default=None)
-    parser.add_argument("--max_num_tokens", type=int, default=8192)
-    parser.add_argument("--max_beam_width", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--kv_cache_type", default="paged", choices=["continuous", "paged", "disabled"])
-    parser.add_argument("--paged_kv_cache", default=None, choices=ENABLE_DISABLE, help="deprecated")
-    parser.add_argument("--log_level", default="info", choices=LOG_LEVELS)
-    parser.add_argument("--strip_plan", action="store_true")
-    parser.add_argument("--fast_build", action="store_true")
-    for flag, (choices, default) in DTYPE_PLUGINS.items():
-        parser.add_argument(f"--{flag}", default=default, choices=choices)
-    for flag, default in SWITCHES.items():
-        parser.add_argument(f"--{flag}", default=default, choices=ENABLE_DISABLE)
+    """Every flag of the real trtllm-build 1.2 (``cli_tables.TRTLLM_BUILD_12``: build.py + plugin.py).
+
+    Defaults the stand-in's own logic reads are the effective ones (kv_cache_type is SUPPRESSed and
+    resolved to paged; gemm_plugin None means off)."""
+    parser = to_argparse(TRTLLM_BUILD_12, description=__doc__.splitlines()[0])
+    parser.set_defaults(kv_cache_type="paged", gemm_plugin="disable")
     return parser
 
 
@@ -166,7 +156,9 @@ class Checkpoint:
         return str(value) if value else None
 
 
-def load_checkpoint(checkpoint_dir: str) -> Checkpoint:
+def load_checkpoint(checkpoint_dir: str | None) -> Checkpoint:
+    if checkpoint_dir is None:
+        raise ToolError("--checkpoint_dir is required to build from a checkpoint", "AssertionError")
     path = Path(checkpoint_dir)
     config = read_json(path / "config.json")
     if not isinstance(config.get("architecture"), str):

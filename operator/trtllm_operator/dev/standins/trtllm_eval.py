@@ -59,6 +59,8 @@ TASKS: Final = {
         Task("gpqa_diamond", 40.4, 4096, 32768, lm_eval_name="gpqa_diamond_cot_zeroshot_aa"),
         Task("gpqa_main", 38.0, 4096, 32768, lm_eval_name="gpqa_main_cot_zeroshot_aa"),
         Task("gpqa_extended", 37.0, 4096, 32768, lm_eval_name="gpqa_extended_cot_zeroshot_aa"),
+        Task("json_mode_eval", 90.0, 1024, 512),
+        Task("mmmu", 45.0, 4096, 512),
     )
 }
 

@@ -1,0 +1,1 @@
+"""TensorRT-LLM's command lines per supported version, as data (see :mod:`.cli_tables`)."""

@@ -1,0 +1,527 @@
+"""TensorRT-LLM's command lines, per supported release line, transcribed from the upstream parsers.
+
+One source of truth for what each tool accepts. The renderer refuses (drops, with a note) what a
+table rejects, admission's CEL enums come from :data:`EVAL_TASKS`, and the stand-ins build their
+argparse parsers from these tables (``to_argparse``), so a stand-in accepts exactly what the real
+parser accepts and rejects the rest.
+
+Two lines:
+
+* ``1.2`` -- the last line with the TensorRT engine path (``--backend tensorrt``, ``trtllm-build``,
+  ``examples/quantization/quantize.py``, ``benchmarks/cpp/prepare_dataset.py``).
+* ``1.3`` -- the PyTorch-only line (the engine path removed upstream; see trtllm.md):
+  ``trtllm-bench ... prepare-dataset`` replaces the benchmarks/cpp script.
+
+Every table names the file and commit it was read at (through the code index: ``read_file`` of
+``NVIDIA/TensorRT-LLM``). The index does not map commits to release tags, so each ``version``
+string says how the commit was placed on a line. Facts, written in our own code; no upstream code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from trtllm_operator.trtllm.cli import Command, Opt, Source, choice, opt, switch
+
+Line = Literal["1.2", "1.3"]
+LINES: Final[tuple[Line, ...]] = ("1.2", "1.3")
+
+# --- sources -----------------------------------------------------------------------------------------
+_PRE_REMOVAL = "1.2 line: main before the engine-path removal"
+BUILD_SRC: Final = Source(
+    "tensorrt_llm/commands/build.py", "65f1d1536e18aea3380e6e270e00895a709333eb", _PRE_REMOVAL
+)
+PLUGIN_SRC: Final = Source(
+    "tensorrt_llm/plugin/plugin.py", "c20322ffd3dc0740ca530c9fad989b22e64f6e06", _PRE_REMOVAL
+)
+QUANTIZE_SRC: Final = Source(
+    "examples/quantization/quantize.py", "c8c6df08bd0ead54cd47f7973e1e425c28a174cd", _PRE_REMOVAL
+)
+CONVERT_SRC: Final = Source(
+    "examples/models/core/llama/convert_checkpoint.py",
+    "unverified",
+    "1.2 line; only the flags the operator renders, from trtllm.md (UNVERIFIED: not re-read)",
+)
+PREPARE_CPP_SRC: Final = Source(
+    "benchmarks/cpp/prepare_dataset.py",
+    "027cd518e3b63809a5c5799187991e7f1164fb12",
+    "1.2 line; options as in trtllm.md (the commit is the index's copy of the file)",
+)
+PREPARE_BENCH_SRC: Final = Source(
+    "tensorrt_llm/bench/dataset/prepare_dataset.py + prepare_synthetic_data.py",
+    "0c8de69a1ca6213eebb20a51873890ff128666c2",
+    "1.3 line (prepare_synthetic_data.py @ f00d21a3c0990c7f1ec1176ca85936b9c5f540cd)",
+)
+BENCH_SRC: Final = Source(
+    "tensorrt_llm/bench/benchmark/throughput.py",
+    "56851033051a6f9bd50e22219db64d68722a6f01",
+    "1.2 and 1.3 lines",
+)
+EVAL_12_SRC: Final = Source(
+    "tensorrt_llm/commands/eval.py", "01d0cc69952a180c71b7e76f8384cffb0583cf1a", _PRE_REMOVAL
+)
+EVAL_13_SRC: Final = Source(
+    "tensorrt_llm/commands/eval.py",
+    "2a9abd9536aa62ad3e4b9314be9286b1b1be523b",
+    "1.3 line: the newest stored eval.py (adds mmmu, --disable_kv_cache_reuse); --backend limited to "
+    "pytorch per docs/source/legacy/tensorrt-backend-removal.md",
+)
+SERVE_SRC: Final = Source(
+    "tensorrt_llm/commands/serve.py", "00209af149e7774406881a37283dce303571eb11", _PRE_REMOVAL
+)
+OPENAI_SERVER_SRC: Final = Source(
+    "tensorrt_llm/serve/openai_server.py",
+    "index id 36409600292",
+    "OpenAIServer.__init__: the model name is the MODEL directory's basename (self.model = model_dir.name)",
+)
+
+# --- shared vocabularies -----------------------------------------------------------------------------
+#: tensorrt_llm/logger.py severity_map keys.
+LOG_LEVELS: Final = ("internal_error", "error", "warning", "info", "verbose", "debug", "trace")
+ENABLE_DISABLE: Final = ("enable", "disable")
+#: plugin.py DefaultPluginDtype (+ None, spelled "disable" on the command line).
+PLUGIN_DTYPES: Final = ("auto", "float16", "float32", "bfloat16", "int32", "disable")
+
+# --- trtllm-build (1.2) -------------------------------------------------------------------------------
+_BUILD_MAIN: Final = (
+    opt("--checkpoint_dir"),
+    opt("--model_config"),
+    opt("--build_config"),
+    opt("--model_cls_file"),
+    opt("--model_cls_name"),
+    opt("--output_dir", default="engine_outputs"),
+    opt("--max_batch_size", kind="int", default=2048),
+    opt("--max_input_len", kind="int", default=1024),
+    opt("--max_seq_len", "--max_decoder_seq_len", kind="int"),
+    opt("--max_beam_width", kind="int", default=1),
+    opt("--max_num_tokens", kind="int", default=8192),
+    opt("--opt_num_tokens", kind="int"),
+    opt("--max_encoder_input_len", kind="int", default=1024),
+    opt("--max_prompt_embedding_table_size", "--max_multimodal_len", kind="int", default=0),
+    # enum_type(KVCacheType): KVCacheType.from_string of the lower-case names.
+    choice("--kv_cache_type", ("continuous", "paged", "disabled")),
+    opt("--paged_kv_cache"),  # a str (deprecated spelling of --kv_cache_type paged)
+    opt("--input_timing_cache"),
+    opt("--output_timing_cache", default="model.cache"),
+    choice("--profiling_verbosity", ("layer_names_only", "detailed", "none"), "layer_names_only"),
+    switch("--strip_plan"),
+    switch("--weight_sparsity"),
+    switch("--weight_streaming"),
+    switch("--fast_build"),
+    opt("--workers", kind="int", default=1),
+    choice("--log_level", LOG_LEVELS, "info"),
+    switch("--enable_debug_output"),
+    opt("--visualize_network"),
+    switch("--dry_run"),
+    switch("--monitor_memory"),
+    choice("--logits_dtype", ("float16", "float32")),
+    switch("--gather_context_logits"),
+    switch("--gather_generation_logits"),
+    switch("--gather_all_token_logits"),
+    Opt(("--lora_dir",), nargs="+"),
+    choice("--lora_ckpt_source", ("hf", "nemo"), "hf"),
+    Opt(("--lora_target_modules",), nargs="+"),  # choices: LoraManager.LORA_MODULE_IDS (not transcribed)
+    opt("--max_lora_rank", kind="int", default=64),
+    choice(
+        "--speculative_decoding_mode",
+        ("draft_tokens_external", "lookahead_decoding", "medusa", "explicit_draft_tokens", "eagle"),
+    ),
+    opt("--max_draft_len", kind="int", default=0),
+)
+#: plugin.py cli_plugin_args, typed from the PluginConfig fields (add_plugin_argument).
+_BUILD_PLUGINS: Final = (
+    choice("--bert_attention_plugin", PLUGIN_DTYPES, "auto"),
+    choice("--gpt_attention_plugin", PLUGIN_DTYPES, "auto"),
+    choice("--gemm_plugin", ("auto", "float16", "float32", "bfloat16", "int32", "fp8", "nvfp4", "disable")),
+    choice("--gemm_swiglu_plugin", ("fp8", "disable"), "disable"),
+    choice("--fp8_rowwise_gemm_plugin", PLUGIN_DTYPES, "disable"),
+    choice("--lora_plugin", PLUGIN_DTYPES, "disable"),
+    choice("--dora_plugin", ENABLE_DISABLE, "disable"),
+    choice("--moe_plugin", PLUGIN_DTYPES, "auto"),
+    choice("--mamba_conv1d_plugin", PLUGIN_DTYPES, "auto"),
+    choice("--nccl_plugin", PLUGIN_DTYPES, "auto"),
+    choice("--low_latency_gemm_plugin", ("fp8", "disable"), "disable"),
+    choice("--low_latency_gemm_swiglu_plugin", ("fp8", "disable"), "disable"),
+    choice("--gemm_allreduce_plugin", ("float16", "bfloat16", "disable"), "disable"),
+    choice("--context_fmha", ENABLE_DISABLE, "enable"),
+    choice("--bert_context_fmha_fp32_acc", ENABLE_DISABLE, "disable"),
+    choice("--remove_input_padding", ENABLE_DISABLE, "enable"),
+    opt("--tokens_per_block", kind="int", default=32),
+    choice("--use_paged_context_fmha", ENABLE_DISABLE, "enable"),
+    choice("--use_fp8_context_fmha", ENABLE_DISABLE, "enable"),
+    choice("--fuse_fp4_quant", ENABLE_DISABLE, "disable"),
+    choice("--multiple_profiles", ENABLE_DISABLE, "disable"),
+    choice("--paged_state", ENABLE_DISABLE, "enable"),
+    choice("--streamingllm", ENABLE_DISABLE, "disable"),
+    choice("--norm_quant_fusion", ENABLE_DISABLE, "disable"),
+    choice("--reduce_fusion", ENABLE_DISABLE, "disable"),
+    choice("--user_buffer", ENABLE_DISABLE, "disable"),
+    choice("--use_fused_mlp", ENABLE_DISABLE, "enable"),
+    choice("--pp_reduce_scatter", ENABLE_DISABLE, "disable"),
+)
+TRTLLM_BUILD_12: Final = Command("trtllm-build", BUILD_SRC, _BUILD_MAIN + _BUILD_PLUGINS)
+
+# --- quantize.py (1.2) --------------------------------------------------------------------------------
+QFORMATS_12: Final = (
+    "nvfp4",
+    "fp8",
+    "fp8_pc_pt",
+    "int8_sq",
+    "int4_awq",
+    "w4a8_awq",
+    "int8_wo",
+    "int4_wo",
+    "full_prec",
+)
+QUANTIZE_12: Final = Command(
+    "quantize.py",
+    QUANTIZE_SRC,
+    (
+        opt("--model_dir"),
+        opt("--nemo_ckpt_path"),
+        choice("--decoder_type", ("gptnext", "llama"), "gptnext"),
+        choice("--device", ("cuda", "cpu"), "cuda"),
+        choice("--device_map", ("auto", "sequential", "cpu", "gpu"), "auto"),
+        opt("--calib_dataset", default="cnn_dailymail"),
+        opt("--calib_tp_size", kind="int", default=1),
+        opt("--calib_pp_size", kind="int", default=1),
+        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        choice("--qformat", QFORMATS_12, "full_prec"),
+        opt("--seed", kind="int", default=1234),
+        opt("--tokenizer_max_seq_length", kind="int", default=2048),
+        opt("--batch_size", kind="int", default=1),
+        opt("--calib_size", kind="int", default=512),
+        opt("--calib_max_seq_length", kind="int", default=512),
+        opt("--output_dir", default="exported_model"),
+        opt("--tp_size", kind="int", default=1),
+        opt("--pp_size", kind="int", default=1),
+        opt("--cp_size", kind="int", default=1),
+        opt("--awq_block_size", kind="int", default=128),
+        choice("--kv_cache_dtype", ("int8", "fp8")),
+        switch("--quantize_lm_head"),
+        opt("--num_medusa_heads", kind="int", default=4),
+        opt("--num_medusa_layers", kind="int", default=1),
+        opt("--max_draft_len", kind="int", default=63),
+        opt("--medusa_hidden_act", default="silu"),
+        opt("--medusa_model_dir"),
+        switch("--quant_medusa_head"),
+        opt("--autoq_format"),
+        opt("--auto_quantize_bits", kind="float"),
+    ),
+)
+
+# --- convert_checkpoint.py (1.2) ----------------------------------------------------------------------
+CONVERT_12: Final = Command(
+    "convert_checkpoint.py",
+    CONVERT_SRC,
+    (
+        opt("--model_dir"),
+        opt("--output_dir", default="tllm_checkpoint"),
+        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        opt("--tp_size", kind="int", default=1),
+        opt("--pp_size", kind="int", default=1),
+    ),
+)
+
+# --- dataset preparation ------------------------------------------------------------------------------
+_NORM_DIST_OPTS: Final = tuple(
+    opt(f"--{name}", kind="int", required=True)
+    for name in ("num-requests", "input-mean", "input-stdev", "output-mean", "output-stdev")
+)
+_UNIF_DIST_OPTS: Final = tuple(
+    opt(f"--{name}", kind="int", required=True)
+    for name in ("num-requests", "input-min", "input-max", "output-min", "output-max")
+)
+
+
+def _dataset_subcommands(prog: str, src: Source) -> tuple[Command, ...]:
+    return (
+        Command(f"{prog} token-norm-dist", src, _NORM_DIST_OPTS, style="click"),
+        Command(f"{prog} token-unif-dist", src, _UNIF_DIST_OPTS, style="click"),
+    )
+
+
+PREPARE_DATASET_12: Final = Command(
+    "prepare_dataset.py",
+    PREPARE_CPP_SRC,
+    (
+        opt("--tokenizer", required=True),
+        opt("--output", default="preprocessed_dataset.json"),
+        switch("--stdout"),
+        opt("--random-seed", kind="int", default=420),
+        opt("--task-id", kind="int", default=-1),
+        Opt(("--rand-task-id",), kind="int", nargs=2),
+        opt("--lora-dir"),
+        choice("--log-level", ("info", "debug"), "info"),
+    ),
+    subcommands=_dataset_subcommands("prepare_dataset.py", PREPARE_CPP_SRC),
+    style="click",
+)
+_PREPARE_BENCH: Final = Command(
+    "trtllm-bench prepare-dataset",
+    PREPARE_BENCH_SRC,
+    (
+        opt("--output", default="preprocessed_dataset.json"),
+        opt("--random-seed", kind="int", default=420),
+        opt("--task-id", kind="int", default=-1),
+        Opt(("--rand-task-id",), kind="int", nargs=2),
+        opt("--lora-dir"),
+        choice("--log-level", ("info", "debug"), "info"),
+        switch("--trust-remote-code"),
+    ),
+    subcommands=(
+        *_dataset_subcommands("trtllm-bench prepare-dataset", PREPARE_BENCH_SRC),
+        Command("trtllm-bench prepare-dataset real-dataset", PREPARE_BENCH_SRC, (), style="click"),
+    ),
+    style="click",
+)
+
+# --- trtllm-bench ------------------------------------------------------------------------------------
+_THROUGHPUT_OPTS: Final = (
+    opt("--engine_dir"),
+    choice("--backend", ("pytorch", "tensorrt", "_autodeploy"), "pytorch"),
+    opt("--custom_module_dirs"),
+    opt("--extra_llm_api_options"),
+    opt("--sampler_options"),
+    opt("--max_batch_size", kind="int"),
+    opt("--max_num_tokens", kind="int"),
+    opt("--max_seq_len", kind="int"),
+    opt("--beam_width", kind="int", default=1),
+    opt("--kv_cache_free_gpu_mem_fraction", kind="float", default=0.9),
+    opt("--dataset"),
+    switch("--no_skip_tokenizer_init"),
+    opt("--eos_id", kind="int", default=-1),
+    choice("--modality", ("image", "video")),
+    choice("--image_data_format", ("pt", "pil"), "pt"),
+    choice("--data_device", ("cuda", "cpu"), "cuda"),
+    opt("--max_input_len", kind="int", default=4096),
+    opt("--num_requests", kind="int", default=0),
+    opt("--warmup", kind="int", default=2),
+    opt("--target_input_len", kind="int"),
+    opt("--target_output_len", kind="int"),
+    opt("--tp", kind="int", default=1),
+    opt("--pp", kind="int", default=1),
+    opt("--ep", kind="int"),
+    opt("--cluster_size", kind="int"),
+    opt("--concurrency", kind="int", default=-1),
+    switch("--streaming"),
+    opt("--report_json"),
+    opt("--iteration_log"),
+    opt("--output_json"),
+    opt("--request_json"),
+    switch("--enable_chunked_context", "--disable_chunked_context"),
+    choice("--scheduler_policy", ("guaranteed_no_evict", "max_utilization"), "guaranteed_no_evict"),
+)
+#: Global options of tensorrt_llm/commands/bench.py (as the stand-in had them; bench.py not re-read).
+_BENCH_GLOBAL: Final = (
+    opt("--model", "-m", required=True),
+    opt("--model_path"),
+    opt("--workspace", "-w", default="/tmp"),
+    choice("--log_level", LOG_LEVELS, "info"),
+)
+
+
+def _bench(line: Line) -> Command:
+    throughput = Command("trtllm-bench throughput", BENCH_SRC, _THROUGHPUT_OPTS, style="click")
+    if line == "1.3":
+        opts = tuple(
+            o if o.name != "--backend" else choice("--backend", ("pytorch", "_autodeploy"), "pytorch")
+            for o in _THROUGHPUT_OPTS
+        )
+        throughput = Command("trtllm-bench throughput", BENCH_SRC, opts, style="click")
+        subs: tuple[Command, ...] = (throughput, _PREPARE_BENCH)
+    else:
+        subs = (throughput,)
+    return Command("trtllm-bench", BENCH_SRC, _BENCH_GLOBAL, subcommands=subs, style="click")
+
+
+# --- trtllm-eval -------------------------------------------------------------------------------------
+#: Tasks registered with main.add_command in eval.py at each line (no humaneval at any version).
+EVAL_TASKS: Final[dict[Line, tuple[str, ...]]] = {
+    "1.2": ("cnn_dailymail", "mmlu", "gsm8k", "gpqa_diamond", "gpqa_main", "gpqa_extended", "json_mode_eval"),
+    "1.3": (
+        "cnn_dailymail",
+        "mmlu",
+        "gsm8k",
+        "gpqa_diamond",
+        "gpqa_main",
+        "gpqa_extended",
+        "json_mode_eval",
+        "mmmu",
+    ),
+}
+#: Options of each task subcommand (tensorrt_llm/evaluate/*.py, as transcribed for the stand-in: not re-read).
+_TASK_COMMON: Final = (
+    opt("--dataset_path"),
+    opt("--num_samples", kind="int"),
+    opt("--random_seed", kind="int", default=0),
+    opt("--max_input_length", kind="int"),
+    opt("--max_output_length", kind="int"),
+)
+_TASK_EXTRA: Final[dict[str, tuple[Opt, ...]]] = {
+    "cnn_dailymail": (
+        opt("--rouge_path", default="rouge"),
+        switch("--check_accuracy"),
+        opt("--accuracy_threshold", kind="float"),
+    ),
+    "mmlu": (
+        opt("--num_fewshot", kind="int", default=5),
+        switch("--apply_chat_template"),
+        opt("--system_prompt"),
+        switch("--check_accuracy"),
+        opt("--accuracy_threshold", kind="float"),
+    ),
+}
+_EVAL_GLOBAL: Final = (
+    opt("--model", required=True),
+    opt("--tokenizer"),
+    choice("--log_level", LOG_LEVELS, "info"),
+    opt("--max_beam_width", kind="int", default=1),
+    opt("--max_batch_size", kind="int", default=2048),
+    opt("--max_num_tokens", kind="int", default=8192),
+    opt("--max_seq_len", kind="int"),
+    opt("--tp_size", kind="int", default=1),
+    opt("--pp_size", kind="int", default=1),
+    opt("--ep_size", kind="int"),
+    opt("--gpus_per_node", kind="int"),
+    opt("--kv_cache_free_gpu_memory_fraction", kind="float", default=0.9),
+    switch("--trust_remote_code"),
+    opt("--extra_llm_api_options"),
+)
+
+
+def _eval(line: Line) -> Command:
+    src = EVAL_12_SRC if line == "1.2" else EVAL_13_SRC
+    backends = ("pytorch", "tensorrt") if line == "1.2" else ("pytorch",)
+    extra = () if line == "1.2" else (switch("--disable_kv_cache_reuse"),)
+    tasks = tuple(
+        Command(f"trtllm-eval {t}", src, _TASK_COMMON + _TASK_EXTRA.get(t, ()), style="click")
+        for t in EVAL_TASKS[line]
+    )
+    return Command(
+        "trtllm-eval",
+        src,
+        (*_EVAL_GLOBAL, choice("--backend", backends, "pytorch"), *extra),
+        subcommands=tasks,
+        style="click",
+    )
+
+
+# --- trtllm-serve ------------------------------------------------------------------------------------
+def _serve(line: Line) -> Command:
+    backends = ("pytorch", "tensorrt", "_autodeploy", "trt") if line == "1.2" else ("pytorch", "_autodeploy")
+    return Command(
+        "trtllm-serve",
+        SERVE_SRC,
+        (
+            opt("--tokenizer"),
+            opt("--custom_tokenizer"),
+            opt("--host", default="localhost"),
+            opt("--port", kind="int", default=8000),
+            choice("--backend", backends, "pytorch"),
+            opt("--custom_module_dirs"),
+            choice("--log_level", LOG_LEVELS, "info"),
+            opt("--max_beam_width", kind="int", default=1),
+            opt("--max_batch_size", kind="int", default=2048),
+            opt("--max_num_tokens", kind="int", default=8192),
+            opt("--max_seq_len", kind="int"),
+            opt("--tensor_parallel_size", "--tp_size", kind="int", default=1),
+            opt("--pipeline_parallel_size", "--pp_size", kind="int", default=1),
+            opt("--context_parallel_size", "--cp_size", kind="int", default=1),
+            opt("--moe_expert_parallel_size", "--ep_size", kind="int"),
+            opt("--moe_cluster_parallel_size", "--cluster_size", kind="int"),
+            opt("--gpus_per_node", kind="int"),
+            opt(
+                "--free_gpu_memory_fraction", "--kv_cache_free_gpu_memory_fraction", kind="float", default=0.9
+            ),
+            opt("--num_postprocess_workers", kind="int", default=0),
+            switch("--trust_remote_code"),
+            opt("--revision"),
+            opt("--config", "--extra_llm_api_options"),
+            opt("--reasoning_parser"),
+            opt("--tool_parser"),
+            opt("--metadata_server_config_file"),
+            opt("--server_role"),
+            switch("--fail_fast_on_attention_window_too_large"),
+            opt("--otlp_traces_endpoint"),
+            opt("--disagg_cluster_uri"),
+            switch("--enable_chunked_prefill"),
+            opt("--media_io_kwargs"),
+            opt("--chat_template"),
+        ),
+        positionals=("model",),
+        style="click",
+        notes=(
+            "No served-model-name option: the OpenAI model name is the MODEL directory's basename "
+            f"({OPENAI_SERVER_SRC.cite()}).",
+        ),
+    )
+
+
+# --- per line ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tables:
+    """Every tool of one release line (None: the tool does not exist there)."""
+
+    line: Line
+    trtllm_build: Command | None
+    quantize: Command | None
+    convert_checkpoint: Command | None
+    prepare_dataset_script: Command | None
+    trtllm_bench: Command
+    trtllm_eval: Command
+    trtllm_serve: Command
+
+    @property
+    def eval_tasks(self) -> tuple[str, ...]:
+        return EVAL_TASKS[self.line]
+
+
+TABLES: Final[dict[Line, Tables]] = {
+    "1.2": Tables(
+        "1.2",
+        TRTLLM_BUILD_12,
+        QUANTIZE_12,
+        CONVERT_12,
+        PREPARE_DATASET_12,
+        _bench("1.2"),
+        _eval("1.2"),
+        _serve("1.2"),
+    ),
+    "1.3": Tables("1.3", None, None, None, None, _bench("1.3"), _eval("1.3"), _serve("1.3")),
+}
+
+_TAG_RE: Final = re.compile(r":v?(\d+)\.(\d+)\.(\d+)((?:rc|\.post|\.dev|a|b)\d+)?(?:[-_.][A-Za-z0-9._-]*)?$")
+
+
+def version_from_image(image: str) -> str | None:
+    """TensorRT-LLM version from an image tag (``…/release:1.2.0rc3`` → ``1.2.0rc3``), or None."""
+    ref = image.split("@", 1)[0]
+    if "/" in ref.rsplit(":", 1)[-1]:
+        return None  # a registry port, not a tag
+    match = _TAG_RE.search(ref)
+    if match is None:
+        return None
+    major, minor, patch, pre = match.groups()
+    return f"{major}.{minor}.{patch}{pre or ''}"
+
+
+def line_of(version: str | None) -> Line | None:
+    """The release line a version belongs to (≤ 1.2 → "1.2", ≥ 1.3 → "1.3"), None when unknown."""
+    if not version:
+        return None
+    match = re.match(r"^(\d+)\.(\d+)", version)
+    if match is None:
+        return None
+    major, minor = int(match.group(1)), int(match.group(2))
+    return "1.2" if (major, minor) <= (1, 2) else "1.3"
+
+
+def tables_for(backend: str, image: str) -> Tables:
+    """The tables for an engine: the image tag's line, else the backend's (tensorrt needs ≤ 1.2)."""
+    line = line_of(version_from_image(image))
+    if line is None or backend == "tensorrt":
+        line = "1.2" if backend == "tensorrt" else (line or "1.3")
+    return TABLES[line]

@@ -1,0 +1,221 @@
+"""Conformance: every argv we render parses with the real TensorRT-LLM parser of the image's version.
+
+Renders every sample TRTEngine and a matrix of specs (precision x backend x GPU x TP, with the
+benchmark and accuracy gates), plus the trtllm-serve argv of each, and parses every TensorRT-LLM
+command line with ``trtllm/cli_tables.py``. Then checks, flag by flag, that every stand-in's parser
+is built from the same tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from trtllm_operator.api.engine import EngineStatus, TRTEngine, TRTEngineSpec
+from trtllm_operator.api.service import InferenceServiceSpec
+from trtllm_operator.dev.standins import prepare_dataset, quantize, trtllm_bench, trtllm_build
+from trtllm_operator.gpu import ComputeCapability, compatibility_problems
+from trtllm_operator.gpu.knowledge import parse_cc
+from trtllm_operator.reconcile.placement import Placement
+from trtllm_operator.render.conformance import argv_problems, plan_problems
+from trtllm_operator.render.names import build_config_hash
+from trtllm_operator.render.plan import RenderConfig, render_plan
+from trtllm_operator.render.serving import serve_args
+from trtllm_operator.trtllm.cli import Command, check_argv
+from trtllm_operator.trtllm.cli_tables import (
+    PREPARE_DATASET_12,
+    QUANTIZE_12,
+    TABLES,
+    TRTLLM_BUILD_12,
+    tables_for,
+)
+
+SAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "samples"
+PRECISIONS = ("fp16", "bf16", "fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo")
+BACKENDS = {
+    "tensorrt": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
+    "pytorch": "nvcr.io/nvidia/tensorrt-llm/release:1.3.0",
+}
+GPUS = {
+    "A100": ComputeCapability(8, 0),
+    "L40S": ComputeCapability(8, 9),
+    "H100": ComputeCapability(9, 0),
+    "B200": ComputeCapability(10, 0),
+}
+TPS = (1, 2, 4, 8)
+
+
+def _spec(precision: str, backend: str, cc: ComputeCapability, tp: int) -> dict[str, Any]:
+    return {
+        "model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct", "architecture": "LlamaForCausalLM"},
+        "image": BACKENDS[backend],
+        "backend": backend,
+        "precision": precision,
+        "parallelism": {"tensor": tp},
+        "target": {"computeCapability": str(cc)},
+        "storage": {"existingClaim": "engines"},
+        "validation": {
+            "benchmark": {"inputLength": 128, "outputLength": 128},
+            "accuracy": {"tasks": [{"name": "mmlu", "baseline": {"value": 0.6}, "maxDrop": 0.02}]},
+        },
+    }
+
+
+def _render(spec: TRTEngineSpec, cc: ComputeCapability) -> Any:
+    placement = Placement(cc, None, spec.parallelism.tensor * spec.parallelism.pipeline, 1, "test")
+    return render_plan("ml", "m", spec, 1, build_config_hash(spec), placement, RenderConfig())
+
+
+def _serve_problems(spec: TRTEngineSpec, cc: ComputeCapability) -> list[str]:
+    engine = EngineStatus(revision=1, uri="pvc://engines/engines/m/abc", computeCapability=str(cc))
+    argv = serve_args(InferenceServiceSpec.model_validate({"engineRef": {"name": "m"}}), "m", spec, engine)
+    return argv_problems(argv, tables_for(spec.backend, spec.image))
+
+
+MATRIX = [
+    (p, b, g, tp)
+    for p, b, (g, cc), tp in itertools.product(PRECISIONS, BACKENDS, GPUS.items(), TPS)
+    if not compatibility_problems(p, "auto", b, cc)
+]
+
+
+def test_the_matrix_is_not_empty() -> None:
+    assert len(MATRIX) > 60
+    assert {b for _, b, _, _ in MATRIX} == set(BACKENDS)
+
+
+@pytest.mark.parametrize(("precision", "backend", "gpu", "tp"), MATRIX)
+def test_every_rendered_argv_parses(precision: str, backend: str, gpu: str, tp: int) -> None:
+    spec = TRTEngineSpec.model_validate(_spec(precision, backend, GPUS[gpu], tp))
+    plan = _render(spec, GPUS[gpu])
+    assert plan_problems(plan) == []
+    assert _serve_problems(spec, GPUS[gpu]) == []
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.glob("trtengine-*.yaml")), ids=lambda p: p.name)
+def test_every_sample_renders_argv_the_real_parsers_accept(path: Path) -> None:
+    engine = TRTEngine.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    spec = engine.spec
+    cc = (
+        parse_cc(spec.target.computeCapability)
+        if spec.target and spec.target.computeCapability
+        else ComputeCapability(9, 0)
+    )
+    plan = _render(spec, cc)
+    assert [s.name for s in plan.steps if s.name in ("benchmark", "accuracy", "build", "quantize")]
+    assert plan_problems(plan) == []
+    assert _serve_problems(spec, cc) == []
+
+
+def test_extra_args_the_real_parser_rejects_are_left_out_with_a_note() -> None:
+    spec = TRTEngineSpec.model_validate(
+        {
+            **_spec("fp8", "tensorrt", GPUS["H100"], 1),
+            "build": {
+                "extraArgs": ["--gemm_plugin", "float64", "--tokens_per_block", "64", "--no_such_flag", "1"]
+            },
+        }
+    )
+    plan = _render(spec, GPUS["H100"])
+    assert plan.build_flags["tokens_per_block"] == "64"  # a real flag the old stand-in refused
+    assert "no_such_flag" not in plan.build_flags
+    assert plan.build_flags.get("gemm_plugin") != "float64"
+    assert any("--no_such_flag" in n and "rejects" in n for n in plan.notes)
+    assert plan_problems(plan) == []
+
+
+class TestChecker:
+    def test_humaneval_is_no_such_command(self) -> None:
+        argv = ["--model", "/e", "--backend", "tensorrt", "humaneval"]
+        problems = check_argv(TABLES["1.2"].trtllm_eval, argv)
+        assert problems
+        assert "No such command 'humaneval'" in problems[0]
+        assert "mmlu" in problems[0]
+
+    def test_tensorrt_backend_is_gone_in_1_3(self) -> None:
+        assert check_argv(TABLES["1.3"].trtllm_eval, ["--model", "/e", "--backend", "tensorrt", "mmlu"])
+        assert TABLES["1.3"].trtllm_build is None
+
+    def test_dataset_script_has_stdout_only_in_1_2(self) -> None:
+        norm = [
+            "token-norm-dist",
+            "--num-requests",
+            "1",
+            "--input-mean",
+            "1",
+            "--input-stdev",
+            "0",
+            "--output-mean",
+            "1",
+            "--output-stdev",
+            "0",
+        ]
+        assert check_argv(PREPARE_DATASET_12, ["--stdout", "--tokenizer", "t", *norm]) == []
+        bench = ["--model", "m", "prepare-dataset", "--stdout", *norm]
+        assert check_argv(TABLES["1.3"].trtllm_bench, bench)
+        assert (
+            check_argv(
+                TABLES["1.3"].trtllm_bench, ["--model", "m", "prepare-dataset", "--output", "o", *norm]
+            )
+            == []
+        )
+
+    def test_bad_values_are_named(self) -> None:
+        assert check_argv(TRTLLM_BUILD_12, ["--max_batch_size", "many"]) == [
+            "trtllm-build: argument --max_batch_size: invalid int value: 'many'"
+        ]
+        assert check_argv(TRTLLM_BUILD_12, ["--gemm_plugin", "float32", "--paged_kv_cache", "enable"]) == []
+        assert check_argv(QUANTIZE_12, ["--qformat", "int3"])
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    return {s for a in parser._actions for s in a.option_strings} - {"-h", "--help"}
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _table_options(cmd: Command) -> set[str]:
+    return {n for o in cmd.options for n in o.names}
+
+
+def _agree(parser: argparse.ArgumentParser, cmd: Command) -> None:
+    assert _option_strings(parser) == _table_options(cmd), cmd.prog
+    subs = _subparsers(parser)
+    assert sorted(subs) == sorted(cmd.sub_names), cmd.prog
+    for sub in cmd.subcommands:
+        _agree(subs[sub.prog.rsplit(" ", 1)[-1]], sub)
+
+
+@pytest.mark.parametrize(
+    ("module", "table"),
+    [(trtllm_build, TRTLLM_BUILD_12), (quantize, QUANTIZE_12), (prepare_dataset, PREPARE_DATASET_12)],
+    ids=["trtllm-build", "quantize.py", "prepare_dataset.py"],
+)
+def test_standin_agrees_with_the_table_flag_by_flag(module: Any, table: Command) -> None:
+    _agree(module.build_parser(), table)
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "1.3.0"])
+def test_standin_bench_agrees_per_version(version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRTLLM_SIM_VERSION", version)
+    _agree(trtllm_bench.build_parser(), TABLES["1.2" if version.startswith("1.2") else "1.3"].trtllm_bench)
+
+
+def test_admission_task_enum_is_the_tables_tasks_and_perplexity() -> None:
+    from typing import get_args
+
+    from trtllm_operator.api.engine import AccuracyTaskName
+
+    tasks = {t for line in TABLES.values() for t in line.eval_tasks}
+    assert set(get_args(AccuracyTaskName)) == tasks | {"perplexity"}
+    assert "humaneval" not in get_args(AccuracyTaskName)
