@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,8 +58,19 @@ class Kube:
         self.core.patch_namespaced_pod(name, namespace, {"metadata": {"annotations": annotations}})
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class OperatorProcess:
-    """`trtllm-operator run` as a subprocess, so tests can kill and restart it like a real pod."""
+    """`trtllm-operator run` as a subprocess, so tests can kill and restart it like a real pod.
+
+    It serves /healthz, /readyz and /metrics on ``self.port`` (loopback), so tests can read what the
+    operator says about itself (requests by verb, reconciles, leader) without guessing from outside.
+    """
 
     def __init__(
         self, kubeconfig: Path, namespace: str, log: Path, env: dict[str, str] | None = None
@@ -64,10 +78,12 @@ class OperatorProcess:
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
 
     def start(self) -> OperatorProcess:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.env}
         argv = [sys.executable, "-m", "trtllm_operator.cli", "run", "--namespace", self.namespace]
+        argv += ["--health-addr", f"127.0.0.1:{self.port}"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         return self
@@ -89,6 +105,39 @@ class OperatorProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def get(self, path: str) -> tuple[int, str]:
+        """(HTTP status, body) of one of the operator's endpoints; (0, error) while it is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
+        except OSError as error:
+            return 0, str(error)
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's Prometheus samples, ``name{label="v",...}`` -> value (empty while it is down)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        code, body = self.get("/metrics")
+        if code != 200:
+            return {}
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = float(sample.value)
+        return samples
+
+    def metric_sum(self, prefix: str, **labels: str) -> float:
+        """The sum of every sample whose name starts with ``prefix`` and that carries ``labels``."""
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        return sum(
+            value
+            for key, value in self.metrics().items()
+            if key.startswith(prefix) and all(w in key for w in wanted)
+        )
 
 
 FAKE_MODEL_CONFIG = {
