@@ -278,7 +278,7 @@ def test_operator_pod_passes_restricted_pod_security(kube: Kube, namespace: str)
 
 
 # ------------------------------------------------------------------ the operator itself, as that identity
-IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.3.0"
+IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"
 
 
 def engine(name: str, storage: dict[str, Any], **spec: Any) -> dict[str, Any]:

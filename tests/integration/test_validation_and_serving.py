@@ -186,10 +186,12 @@ def test_service_pinned_to_engine_architecture_and_scalable(
         labels = kube.core.read_node(pod.spec.node_name).metadata.labels
         assert (labels["nvidia.com/gpu.compute.major"], labels["nvidia.com/gpu.compute.minor"]) == ("8", "9")
     args = pods[0].spec.containers[0].args
-    assert args[:2] == [
-        "trtllm-serve",
-        "/engines/engines/l40s/" + engines.get("l40s")["status"]["engine"]["uri"].rsplit("/", 1)[1],
-    ]
+    # MODEL: the engine directory mounted again under the served name (trtllm-serve answers to its basename).
+    assert args[:2] == ["trtllm-serve", "/served/ada"]
+    assert status["modelName"] == "ada"
+    revision = engines.get("l40s")["status"]["engine"]["uri"].rsplit("/", 1)[1]
+    mounts = {m.mount_path: m for m in pods[0].spec.containers[0].volume_mounts}
+    assert mounts["/served/ada"].sub_path == f"engines/l40s/{revision}"
     assert "--backend" in args
     assert "tensorrt" in args
     # The scale subresource drives the Deployment.

@@ -135,7 +135,7 @@ def test_queued_when_no_build_slot_is_granted_with_its_place_in_line() -> None:
     assert decision.status.phase == "Queued"
     reason, message = conditions(decision)[r.SCHEDULED][1:3]
     assert reason == r.QUEUED
-    assert "position 3 of 5" in message
+    assert "position 3 in line" in message
     assert "limit is 2" in message
 
 

@@ -112,6 +112,20 @@ class LocalCluster:
         self.apply_fleet(fleet or builtin_fleet("default"))
         _say(f"cluster ready in {time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}")
 
+    def restart_apiserver(self, *, down_for: float = 2.0, timeout: float = 120.0) -> None:
+        """Stop kube-apiserver, keep it down ``down_for`` seconds, start it again with the same flags.
+
+        For tests of what clients do when the API server goes away (watches break, writes fail) and comes
+        back: etcd keeps the data, so the restarted server serves the same objects and resourceVersions.
+        """
+        self._stop("kube-apiserver", quiet=True)
+        time.sleep(down_for)
+        self._start(
+            "kube-apiserver",
+            [str(self._binaries() / "kube-apiserver"), *self._apiserver_args(self.state_dir / "pki")],
+        )
+        self._wait_apiserver(timeout)
+
     def down(self, *, quiet: bool = False) -> None:
         """Stop exactly the processes ``up`` started (by PID) and remove the cluster's data."""
         for name in reversed(COMPONENTS):
@@ -277,15 +291,15 @@ class LocalCluster:
 
     # ----------------------------------------------------------------- processes
     def _start(self, name: str, argv: list[str]) -> None:
-        log = self._log(name).open("ab")
-        process = subprocess.Popen(  # argv built above from our own paths (S603 is off project-wide)
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=self.state_dir,
-        )
+        with self._log(name).open("ab") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(  # argv built above from our own paths (S603 is off project-wide)
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.state_dir,
+            )
         self._processes[name] = process
         self._pid_file(name).write_text(f"{process.pid}\n{argv[0]}\n")
         _say(f"started {name} (pid {process.pid}); log: {self._log(name)}")

@@ -51,6 +51,7 @@ EXIT_ANNOTATION = "sim.trtllm.dev/exit-code"
 MESSAGE_ANNOTATION = "sim.trtllm.dev/termination-message"
 ACTUAL_GPUS_ANNOTATION = "sim.trtllm.dev/actual-gpus"
 SIM_CONFIGMAP = "trtllm-sim"
+EXECUTOR_LABEL = "sim.trtllm.dev/executor"
 EXAMPLES = "/app/tensorrt_llm/examples"
 BENCHMARKS = "/app/tensorrt_llm/benchmarks"
 FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "gpt")
@@ -159,8 +160,19 @@ class Executor:
     # ------------------------------------------------------------------ build pods
     def scan(self) -> None:
         selector = f"{c.LABEL_COMPONENT} in ({c.COMPONENT_BUILD},{COMPONENT_CLEANUP})"
-        for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
+        pods = self.core.list_pod_for_all_namespaces(label_selector=selector).items
+        if not pods:
+            return
+        # Namespaces labelled sim.trtllm.dev/executor=off keep their build pods Running and unexecuted:
+        # the test or benchmark there plays the kubelet itself (kube.finish_pod) or wants builds in flight.
+        off = {
+            required(ns.metadata, "metadata").name
+            for ns in self.core.list_namespace(label_selector=f"{EXECUTOR_LABEL}=off").items
+        }
+        for pod in pods:
             meta = required(pod.metadata, "metadata")
+            if meta.namespace in off:
+                continue
             key = f"{meta.namespace}/{meta.name}"
             phase = required(pod.status, "status").phase
             if phase != "Running" or EXIT_ANNOTATION in (meta.annotations or {}):

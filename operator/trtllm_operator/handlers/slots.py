@@ -57,9 +57,9 @@ class BuildSlots:
     def forget(self, engine: EngineKey) -> list[EngineKey]:
         """The engine is gone: drop its place in line and its reservation."""
         with self._lock:
-            self._waiting.pop(engine, None)
-            had = self._reserved.pop(engine, None) is not None
-            return self._line() if had else []
+            waited = self._waiting.pop(engine, None) is not None
+            held = self._reserved.pop(engine, None) is not None
+            return self._line() if waited or held else []  # the engines behind it move up
 
     def cancel(self, engine: EngineKey) -> None:
         """A granted build could not be created: give the slot back (the engine retries)."""

@@ -315,7 +315,7 @@ def _no_job(
     if not obs.slot.granted:
         slot = obs.slot
         message = (
-            f"waiting for a build slot: position {slot.position} of {slot.waiting} in line; "
+            f"waiting for a build slot: position {slot.position} in line; "
             f"{slot.running} build(s) running, the operator's limit is {slot.limit}; starts when one finishes"
         )
         work.cond(r.SCHEDULED, "False", r.QUEUED, message)
