@@ -485,7 +485,9 @@ def test_bench_report_is_nested_and_takes_overrides(engine_tp4: Path, dataset: P
     assert "Total Output Throughput (tokens/sec):             6049.0000" in result.stdout
     report = load(path)
     sections = {"engine", "world_info", "request_info", "performance", "streaming_metrics", "dataset"}
-    assert set(report) == sections
+    assert set(report) == sections | {"simulation"}  # the stand-in's one extra section: never a real report's
+    assert report["simulation"]["tool"] == "trtllm-bench (simulated stand-in)"
+    assert "SIMULATED" in result.stdout
     perf = report["performance"]
     assert perf["system_output_throughput_tok_s"] == 6049
     assert perf["output_throughput_per_gpu_tok_s"] == pytest.approx(6049 / 4)

@@ -682,6 +682,21 @@ class BenchmarkStatus(ApiModel):
     revision: int | None = Field(default=None, description="Revision measured.")
     measuredAt: str | None = Field(default=None, description="When.", max_length=32)
     passed: bool | None = Field(default=None, description="Whether it met the configured floors/ceilings.")
+    tool: str = Field(
+        default="trtllm-bench",
+        description='What produced the figures: trtllm-bench, or "trtllm-bench (simulated stand-in)" on a '
+        "cluster without GPUs.",
+        max_length=64,
+    )
+    simulated: bool = Field(
+        default=False, description="True when the figures are a simulator's estimate, not a measurement."
+    )
+    display: str = Field(
+        default="",
+        description='Output throughput as the Bench printer column shows it: "1234 tok/s" measured, '
+        '"~1234 tok/s (sim)" simulated.',
+        max_length=64,
+    )
 
 
 class AccuracyStatus(ApiModel):
