@@ -98,6 +98,10 @@ def test_benchmark_meets_floor_engine_validated_with_numbers(
     assert (bench["isl"], bench["osl"], bench["concurrency"]) == (128, 128, 64)
     assert bench["passed"] is True
     assert bench["measuredAt"]
+    # The stand-in produced it: status, the Bench column and the gate message say simulated.
+    assert (bench["simulated"], bench["tool"]) == (True, "trtllm-bench (simulated stand-in)")
+    assert bench["display"] == "~6049 tok/s (sim)"
+    assert "6,049 output tok/s (simulated)" in validated["message"]
     assert bench["ttftMs"]["p99"] > 0
     assert bench["itlMs"]["p50"] > 0
     accuracy = status["accuracy"][0]
@@ -235,3 +239,26 @@ def test_service_waits_for_missing_engine_and_says_so(
     engines.sim(TRTLLM_SIM_BENCH=_bench(6049))
     engines.create(engine_manifest("not-yet", validation={"benchmark": BENCH_GATE}))
     services.wait("early", "Ready", "True", timeout=150)
+
+
+def test_service_on_another_trtllm_version_is_refused_with_both_versions(
+    kube: Kube, engines: Engines, services: Services, operator: OperatorProcess
+) -> None:
+    engines.sim(TRTLLM_SIM_BENCH=_bench(6049))
+    engines.create(engine_manifest("locked", validation={"benchmark": BENCH_GATE}))
+    engines.wait_condition("locked", "Ready", "True", timeout=150)
+    services.create(_service("newer", "locked", image="nvcr.io/nvidia/tensorrt-llm/release:1.2.1"))
+    ready = services.wait("newer", "Ready", "False", "RuntimeVersionMismatch")
+    assert "1.2.1" in ready["message"]
+    assert "1.2.0" in ready["message"]
+    assert kube.apps.list_namespaced_deployment(engines.namespace).items == []
+
+
+def test_status_model_name_is_the_served_model_name(
+    engines: Engines, services: Services, operator: OperatorProcess
+) -> None:
+    engines.sim(TRTLLM_SIM_BENCH=_bench(6049))
+    engines.create(engine_manifest("named", validation={"benchmark": BENCH_GATE}))
+    services.create(_service("chat", "named", servedModelName="llama-chat"))
+    services.wait("chat", "Ready", "True", timeout=150)
+    assert services.get("chat")["status"]["modelName"] == "llama-chat"

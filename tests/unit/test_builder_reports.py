@@ -62,7 +62,7 @@ NESTED: dict[str, Any] = {
 
 def test_nested_report_of_trtllm_bench() -> None:
     bench = parse_bench_report(NESTED, isl=128, osl=128, conc=512)
-    assert bench.model_dump() == {
+    assert bench.model_dump(exclude_none=True) == {
         "out_tps": 6049.2,
         "total_tps": 12098.4,
         "rps": 47.26,
@@ -74,6 +74,19 @@ def test_nested_report_of_trtllm_bench() -> None:
         "osl": 128,
         "conc": 512,
     }
+
+
+def test_a_real_report_is_never_labelled_simulated() -> None:
+    """Only the stand-in writes a ``simulation`` section; a real trtllm-bench report is a measurement."""
+    bench = parse_bench_report(NESTED)
+    assert (bench.sim, bench.tool) == (None, None)
+
+
+def test_a_stand_in_report_is_labelled_simulated_with_its_tool() -> None:
+    simulated = NESTED | {"simulation": {"tool": "trtllm-bench (simulated stand-in)", "gpu": "H100 SXM"}}
+    bench = parse_bench_report(simulated)
+    assert (bench.sim, bench.tool) == (True, "trtllm-bench (simulated stand-in)")
+    assert parse_bench_report(NESTED | {"simulation": {}}).tool == "simulated"
 
 
 def test_report_averages_fill_in_what_the_plan_did_not_say() -> None:
@@ -103,6 +116,8 @@ def test_flat_report() -> None:
     bench = parse_bench_report(flat)
     assert bench.model_dump() == {
         "out_tps": 3390.5,
+        "sim": None,
+        "tool": None,
         "total_tps": None,
         "rps": 26.5,
         "ttft_p50": 120.0,

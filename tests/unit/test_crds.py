@@ -343,7 +343,7 @@ COLUMN_TYPES = {
                 "Revision",
                 "Promoted",
                 "Ready",
-                "Tok/s",
+                "Bench",
                 "Engine",
                 "Reason",
                 "Age",
@@ -386,7 +386,9 @@ def test_engine_columns_point_where_the_reference_says() -> None:
     wide = {
         col["name"] for col in _version(ENGINE_FILE)["additionalPrinterColumns"] if col.get("priority", 0) > 0
     }
-    assert wide == {"Tok/s", "Engine"}
+    assert wide == {"Bench", "Engine"}
+    # Never the bare number: a simulated benchmark must not look like a hardware measurement.
+    assert paths["Bench"] == ".status.benchmark.display"
 
 
 # ------------------------------------------------------------------------------------ CEL hygiene

@@ -205,3 +205,27 @@ def test_accuracy_failure_outranks_throughput_in_the_reason() -> None:
     assert verdict.reason == r.ACCURACY_REGRESSION
     assert "gsm8k" in verdict.message
     assert "tok/s" in verdict.message
+
+
+SIMULATED = BENCH.model_copy(update={"sim": True, "tool": "trtllm-bench (simulated stand-in)"})
+
+
+def test_a_measured_benchmark_is_shown_as_a_measurement() -> None:
+    verdict = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 5000}), 1, BENCH, [], {})
+    assert verdict.benchmark is not None
+    assert (verdict.benchmark.simulated, verdict.benchmark.tool) == (False, "trtllm-bench")
+    assert verdict.benchmark.display == "6049 tok/s"
+    assert "simulated" not in verdict.message
+
+
+def test_a_simulated_benchmark_says_so_in_status_column_and_messages() -> None:
+    passed = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 5000}), 1, SIMULATED, [], {})
+    assert passed.benchmark is not None
+    assert passed.benchmark.simulated is True
+    assert passed.benchmark.tool == "trtllm-bench (simulated stand-in)"
+    assert passed.benchmark.display == "~6049 tok/s (sim)"
+    assert "6,049 output tok/s (simulated)" in passed.message
+    failed = evaluate_gates(spec(benchmark={"minOutputTokensPerSecond": 8000}), 1, SIMULATED, [], {})
+    assert "concurrency 512 (simulated)" in failed.message
+    slow = evaluate_gates(spec(benchmark={"maxTtftP99Ms": 50}), 1, SIMULATED, [], {})
+    assert "TTFT p99 88 ms > 50 ms at ISL/OSL 128/128, concurrency 512 (simulated)" in slow.message

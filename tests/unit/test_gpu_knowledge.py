@@ -229,13 +229,13 @@ def test_unknown_values_are_invalid_spec_not_crashes() -> None:
 # ----------------------------------------------------------------- SM >= 10.0 engine-path exclusions
 
 
-@pytest.mark.parametrize("cc", ["10.0", "10.3", "12.0"])
+@pytest.mark.parametrize("cc", ["10.0", "10.3", "11.0"])
 @pytest.mark.parametrize("precision", ENGINE_INT_FORMATS)
 def test_tensorrt_rejects_integer_formats_on_blackwell(cc: str, precision: str) -> None:
     problems = compatibility_problems(precision, "auto", "tensorrt", parse_cc(cc), gpu="NVIDIA-B200")
     assert [p.field for p in problems] == ["spec.precision"]
     message = problems[0].message
-    assert "SM ≥ 10.0" in message
+    assert "SM 10.x-11.x" in message
     assert "INT8/INT4 quantization is not supported on SM>=100." in message
     assert "backend pytorch" in message
     assert compatibility_problems(precision, "auto", "pytorch", parse_cc(cc)) == []
@@ -246,12 +246,19 @@ def test_tensorrt_integer_formats_are_fine_before_blackwell(precision: str) -> N
     assert compatibility_problems(precision, "auto", "tensorrt", CC(9, 0)) == []
 
 
+@pytest.mark.parametrize("precision", ENGINE_INT_FORMATS)
+def test_tensorrt_integer_formats_are_fine_on_sm_12(precision: str) -> None:
+    """builder.py refuses them only for 100 <= SM < 120: the RTX PRO 6000 Blackwell (12.0) builds them."""
+    assert compatibility_problems(precision, "auto", "tensorrt", CC(12, 0)) == []
+    assert compatibility_problems("fp8", "int8", "tensorrt", CC(12, 0)) == []
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "fp8", "nvfp4"])
 def test_tensorrt_float_formats_are_fine_on_blackwell(precision: str) -> None:
     assert compatibility_problems(precision, "auto", "tensorrt", CC(10, 0)) == []
 
 
-@pytest.mark.parametrize("cc", ["10.0", "12.0"])
+@pytest.mark.parametrize("cc", ["10.0", "10.3"])
 def test_tensorrt_rejects_int8_kv_on_blackwell(cc: str) -> None:
     problems = compatibility_problems("fp8", "int8", "tensorrt", parse_cc(cc))
     assert [p.field for p in problems] == ["spec.kvCacheDtype"]
@@ -291,7 +298,7 @@ BLACKWELL_ENGINE = ["fp16", "bf16", "fp8", "nvfp4"]
         ("9.0", ADA, ADA),
         ("10.0", BLACKWELL_ENGINE, ALL),
         ("10.3", BLACKWELL_ENGINE, ALL),
-        ("12.0", BLACKWELL_ENGINE, ALL),
+        ("12.0", ALL, ALL),
         ("6.1", [], []),
     ],
 )

@@ -112,7 +112,10 @@ class TestNoCompatibleNodes:
 
     def test_tensorrt_int_formats_capped_below_blackwell(self) -> None:
         result = no_fit(choose_target(spec("int8_sq"), [node("b200", B200)]))
-        assert "int8_sq needs compute capability ≥ 8.0 and < 10.0 (tensorrt backend)" in result.message
+        assert (
+            "int8_sq needs compute capability ≥ 8.0 and outside 10.0-12.0 exclusive (tensorrt backend)"
+            in result.message
+        )
         assert placed(choose_target(spec("int8_sq", backend="pytorch"), [node("b200", B200)])).cc == (10, 0)
 
     def test_target_without_matching_nodes(self) -> None:

@@ -246,7 +246,8 @@ class TestOverrides:
         decision = build_flags(spec("fp8", extraArgs=["--gemm_swiglu_plugin", "fp8"]), B200, LLAMA)
         assert decision.flags["gemm_swiglu_plugin"] == "fp8"
         assert any(
-            n.startswith("--gemm_swiglu_plugin fp8 from spec.build.extraArgs: only supported")
+            n.startswith("--gemm_swiglu_plugin fp8 from spec.build.extraArgs: its only value is fp8")
+            and "refused on compute capability 10.0" in n
             for n in decision.notes
         )
         assert not any(n.startswith("left out --gemm_swiglu_plugin") for n in decision.notes)

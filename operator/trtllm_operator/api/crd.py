@@ -209,12 +209,9 @@ def engine_crd() -> dict[str, Any]:
             {"name": "Revision", "type": "integer", "jsonPath": ".status.revision"},
             {"name": "Promoted", "type": "integer", "jsonPath": ".status.engine.revision"},
             _condition_column("Ready", "Ready"),
-            {
-                "name": "Tok/s",
-                "type": "number",
-                "jsonPath": ".status.benchmark.outputTokensPerSecond",
-                "priority": 1,
-            },
+            # A string the operator writes ("~1234 tok/s (sim)" for a simulated benchmark), never the
+            # bare number: kubectl must not present a stand-in's estimate as a hardware measurement.
+            {"name": "Bench", "type": "string", "jsonPath": ".status.benchmark.display", "priority": 1},
             {"name": "Engine", "type": "string", "jsonPath": ".status.engine.uri", "priority": 1},
             _condition_column("Reason", "Ready", "reason"),
         ],

@@ -28,6 +28,7 @@ from trtllm_operator.api.common import (
 )
 from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import ENGINE_NAME_MAX
+from trtllm_operator.trtllm import sm_rules
 from trtllm_operator.trtllm.cli_tables import EVAL_TASKS
 
 Backend = Literal["tensorrt", "pytorch"]
@@ -451,6 +452,13 @@ _HAS_CC = (
 )
 
 
+#: ``builder.build()``'s INT8/INT4 refusal range (``trtllm/sm_rules.py``), as a CEL condition.
+_ENGINE_INT_RANGE = (
+    f"{_CC} >= {sm_rules.sm_to_cc(sm_rules.ENGINE_INT_SM[0])} && "
+    f"{_CC} < {sm_rules.sm_to_cc(sm_rules.ENGINE_INT_SM[1])}"
+)
+
+
 class TRTEngineSpec(ApiModel):
     """Desired engine: what to build, for which GPU, and how to check it."""
 
@@ -501,16 +509,17 @@ class TRTEngineSpec(ApiModel):
                 field_path=".kvCacheDtype",
             ),
             cel(
-                f"!({_HAS_CC}) || self.backend != 'tensorrt' || {_CC} < 10.0 || "
-                "!(self.precision in ['int8_sq', 'int8_wo', 'int4_wo', 'int4_awq', 'w4a8_awq'])",
+                f"!({_HAS_CC}) || self.backend != 'tensorrt' || !({_ENGINE_INT_RANGE}) || "
+                f"!(self.precision in {sorted(sm_rules.ENGINE_INT_PRECISIONS)})",
                 message_expression="'spec.precision ' + self.precision + ': the tensorrt backend rejects "
-                "INT8/INT4 formats on SM ≥ 10.0 (spec.target.computeCapability ' + "
+                "INT8/INT4 formats on SM 10.x-11.x (spec.target.computeCapability ' + "
                 "self.target.computeCapability + '): use fp8 or nvfp4, or spec.backend pytorch'",
                 field_path=".precision",
             ),
             cel(
-                f"!({_HAS_CC}) || self.backend != 'tensorrt' || {_CC} < 10.0 || self.kvCacheDtype != 'int8'",
-                "spec.kvCacheDtype int8: the tensorrt backend rejects INT8 quantization on SM ≥ 10.0; use "
+                f"!({_HAS_CC}) || self.backend != 'tensorrt' || !({_ENGINE_INT_RANGE}) || "
+                "self.kvCacheDtype != 'int8'",
+                "spec.kvCacheDtype int8: the tensorrt backend rejects INT8 quantization on SM 10.x-11.x; use "
                 "kvCacheDtype fp8 on Blackwell",
                 field_path=".kvCacheDtype",
             ),
@@ -562,7 +571,7 @@ class TRTEngineSpec(ApiModel):
     precision: Precision = Field(
         description="Weight/activation precision: fp16, bf16, fp8 (≥ 8.9), int8_sq (SmoothQuant), "
         "int4_awq (W4A16), w4a8_awq (≥ 8.9), nvfp4 (≥ 10.0), int8_wo, int4_wo (weight-only). The engine "
-        "path rejects INT8/INT4 formats on SM ≥ 10.0."
+        "path rejects INT8/INT4 formats on SM 10.x-11.x (SM 12.x is allowed)."
     )
     kvCacheDtype: KvCacheDtype = Field(
         default="auto",
@@ -682,6 +691,21 @@ class BenchmarkStatus(ApiModel):
     revision: int | None = Field(default=None, description="Revision measured.")
     measuredAt: str | None = Field(default=None, description="When.", max_length=32)
     passed: bool | None = Field(default=None, description="Whether it met the configured floors/ceilings.")
+    tool: str = Field(
+        default="trtllm-bench",
+        description='What produced the figures: trtllm-bench, or "trtllm-bench (simulated stand-in)" on a '
+        "cluster without GPUs.",
+        max_length=64,
+    )
+    simulated: bool = Field(
+        default=False, description="True when the figures are a simulator's estimate, not a measurement."
+    )
+    display: str = Field(
+        default="",
+        description='Output throughput as the Bench printer column shows it: "1234 tok/s" measured, '
+        '"~1234 tok/s (sim)" simulated.',
+        max_length=64,
+    )
 
 
 class AccuracyStatus(ApiModel):

@@ -122,6 +122,8 @@ class ResultEngine(PlanModel):
 
 class ResultBenchmark(PlanModel):
     out_tps: float
+    sim: bool | None = None  # True: the report came from a simulator (never a real trtllm-bench)
+    tool: str | None = None  # what produced a simulated report
     total_tps: float | None = None
     rps: float | None = None
     ttft_p50: float | None = None

@@ -9,6 +9,9 @@ third-party formats that drift between releases, so parsing is tolerant and pure
   are looked up in their section first, then anywhere in the document, so a flat report (all keys
   at the top level, as some wrappers write) parses too. TPOT (time per output token) stands in for
   inter-token latency when the report has no ITL block: trtllm-bench reports only TPOT.
+  A report with a ``simulation`` section came from the development stand-in (a roofline estimate,
+  ``dev/standins/trtllm_bench.py``); the real tool never writes one, so only such a report is
+  marked simulated, and its ``simulation.tool`` names what produced it.
 * ``trtllm-eval`` logs its score (``MMLU weighted average accuracy: 68.20 (14042)``,
   ``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's ``rouge1: 28.000``); our own evaluator
   (``trtllm-operator-eval``) prints one JSON line ``{"task", "metric", "score"}``.
@@ -98,7 +101,12 @@ def parse_bench_report(
     out_tps = _number(find(data, OUT_TPS_KEYS))
     if out_tps is None:
         raise ReportError(f"benchmark report has no output throughput ({OUT_TPS_KEYS[0]})")
+    simulation = data.get("simulation")
+    simulated = isinstance(simulation, Mapping)
+    tool = str(simulation.get("tool") or "") if isinstance(simulation, Mapping) else ""
     return ResultBenchmark(
+        sim=True if simulated else None,
+        tool=(tool or "simulated")[:64] if simulated else None,
         out_tps=round(out_tps, 3),
         total_tps=_rounded(_number(find(data, TOTAL_TPS_KEYS))),
         rps=_rounded(_number(find(data, RPS_KEYS))),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final, NamedTuple
 
 from trtllm_operator.api import reasons
+from trtllm_operator.trtllm import sm_rules
 
 
 class ComputeCapability(NamedTuple):
@@ -103,11 +104,13 @@ _ALTERNATIVES: Final[dict[str, str]] = {
     "fp16": "target a GPU of compute capability 7.0 or newer",
 }
 
-#: The TensorRT engine builder rejects integer formats on SM >= 10.0 (trtllm.md, "SM >= 100").
-ENGINE_INT_FORMATS: Final[frozenset[str]] = frozenset(
-    {"int8_sq", "int8_wo", "int4_wo", "int4_awq", "w4a8_awq"}
-)
-ENGINE_INT_MAX_CC: Final = CC100
+#: The TensorRT engine builder rejects integer formats (and an INT8 KV cache) for
+#: ENGINE_INT_MAX_CC <= CC < ENGINE_INT_BELOW_CC: ``tensorrt_llm/builder.py`` @ 14e801da3632, ``build()``,
+#: ``if get_sm_version() >= 100 and get_sm_version() < 120`` (SM 12.x is allowed). The numbers live in
+#: ``trtllm/sm_rules.py``, which the CRD's CEL rules are generated from too.
+ENGINE_INT_FORMATS: Final[frozenset[str]] = sm_rules.ENGINE_INT_PRECISIONS
+ENGINE_INT_MAX_CC: Final = parse_cc(sm_rules.sm_to_cc(sm_rules.ENGINE_INT_SM[0]))
+ENGINE_INT_BELOW_CC: Final = parse_cc(sm_rules.sm_to_cc(sm_rules.ENGINE_INT_SM[1]))
 
 #: NVML product names (as GFD writes them: spaces -> "-") and their compute capability.
 GPU_PRODUCTS: Final[dict[str, ComputeCapability]] = {
@@ -212,13 +215,13 @@ def compatibility_problems(
                 "or auto, or backend tensorrt",
             )
         )
-    if backend == "tensorrt" and cc >= ENGINE_INT_MAX_CC:
+    if backend == "tensorrt" and ENGINE_INT_MAX_CC <= cc < ENGINE_INT_BELOW_CC:
         if precision in ENGINE_INT_FORMATS:
             problems.append(
                 Problem(
                     "spec.precision",
                     reasons.PRECISION_UNSUPPORTED,
-                    f"the tensorrt backend rejects INT8/INT4 formats such as {precision} on SM ≥ 10.0 "
+                    f"the tensorrt backend rejects INT8/INT4 formats such as {precision} on SM 10.x-11.x "
                     f'("INT8/INT4 quantization is not supported on SM>=100."); {_gpu_phrase(cc, gpu)} — '
                     "use fp8 or nvfp4 on Blackwell, or backend pytorch",
                 )
@@ -229,7 +232,7 @@ def compatibility_problems(
                     "spec.kvCacheDtype",
                     reasons.PRECISION_UNSUPPORTED,
                     f"the tensorrt backend rejects INT8 quantization (including an INT8 KV cache) "
-                    f"on SM ≥ 10.0; "
+                    f"on SM 10.x-11.x; "
                     f"{_gpu_phrase(cc, gpu)} — use kvCacheDtype fp8 on Blackwell",
                 )
             )

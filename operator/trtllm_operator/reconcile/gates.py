@@ -55,8 +55,22 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def simulated_note(result: ResultBenchmark) -> str:
+    """ " (simulated)" after every figure a simulator produced, so no message passes it off as measured."""
+    return " (simulated)" if result.sim else ""
+
+
+def throughput_display(result: ResultBenchmark) -> str:
+    """The Bench printer column: "1234 tok/s" measured, "~1234 tok/s (sim)" simulated."""
+    figure = f"{result.out_tps:.0f} tok/s"
+    return f"~{figure} (sim)" if result.sim else figure
+
+
 def benchmark_status(result: ResultBenchmark, revision: int, measured_at: str | None) -> BenchmarkStatus:
     return BenchmarkStatus(
+        tool=result.tool or "trtllm-bench",
+        simulated=bool(result.sim),
+        display=throughput_display(result),
         outputTokensPerSecond=result.out_tps,
         totalTokensPerSecond=result.total_tps,
         requestsPerSecond=result.rps,
@@ -73,7 +87,7 @@ def benchmark_status(result: ResultBenchmark, revision: int, measured_at: str | 
 def benchmark_problems(gate: BenchmarkValidation, result: ResultBenchmark) -> list[tuple[str, str]]:
     """(reason, sentence) for every floor or ceiling the measurement misses."""
     problems = []
-    workload = f"at ISL/OSL {result.isl}/{result.osl}, concurrency {result.conc}"
+    workload = f"at ISL/OSL {result.isl}/{result.osl}, concurrency {result.conc}{simulated_note(result)}"
     if gate.minOutputTokensPerSecond is not None and result.out_tps < gate.minOutputTokensPerSecond:
         shortfall = 1 - result.out_tps / gate.minOutputTokensPerSecond
         problems.append(
@@ -166,7 +180,8 @@ def evaluate_gates(
         )
     summary = [f"{s.task} {_fmt(s.score)}" for s in acc_statuses]
     if bench_status is not None:
-        summary.append(f"{_fmt(bench_status.outputTokensPerSecond)} output tok/s")
+        sim = " (simulated)" if bench_status.simulated else ""
+        summary.append(f"{_fmt(bench_status.outputTokensPerSecond)} output tok/s{sim}")
     return GateVerdict(
         True,
         True,

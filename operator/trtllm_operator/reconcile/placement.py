@@ -25,7 +25,7 @@ from trtllm_operator.gpu import (
     product_cc,
     supported_precisions,
 )
-from trtllm_operator.gpu.knowledge import ENGINE_INT_FORMATS, ENGINE_INT_MAX_CC
+from trtllm_operator.gpu.knowledge import ENGINE_INT_BELOW_CC, ENGINE_INT_FORMATS, ENGINE_INT_MAX_CC
 
 #: Bytes per weight parameter by precision (weights only; activations and KV cache come on top).
 BYTES_PER_PARAM: Final[dict[str, float]] = {
@@ -131,7 +131,11 @@ def _precision_phrase(need: _Need) -> str:
     engine_int = need.backend == "tensorrt" and (
         need.precision in ENGINE_INT_FORMATS or need.kv_cache_dtype == "int8"
     )
-    high = f" and < {ENGINE_INT_MAX_CC} (tensorrt backend)" if engine_int else ""
+    high = (
+        f" and outside {ENGINE_INT_MAX_CC}-{ENGINE_INT_BELOW_CC} exclusive (tensorrt backend)"
+        if engine_int
+        else ""
+    )
     return f"{name} needs compute capability ≥ {low}{high}"
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.gpu import ComputeCapability, arch_name
+from trtllm_operator.trtllm import sm_rules
 from trtllm_operator.trtllm.cli import check_argv
 from trtllm_operator.trtllm.cli_tables import TRTLLM_BUILD_12
 
@@ -72,6 +73,7 @@ class When:
     kv_cache: frozenset[str] | None = None
     cc_min: ComputeCapability | None = None
     cc_below: ComputeCapability | None = None
+    cc_except: frozenset[ComputeCapability] | None = None  # refused on exactly these (PluginConfig.validate)
     min_tensor: int = 1
     architectures: frozenset[str] | None = None
 
@@ -86,6 +88,9 @@ class When:
         if self.kv_cache is not None and t.kv_cache_dtype not in self.kv_cache:
             return f"not with a {t.kv_cache_dtype} KV cache"
         below = self.cc_below is not None and t.cc >= self.cc_below
+        if self.cc_except is not None and t.cc in self.cc_except:
+            refused = " / ".join(str(cc) for cc in sorted(self.cc_except))
+            return f"refused on compute capability {refused}; the target is {t.cc} ({arch_name(t.cc)})"
         if (self.cc_min is not None and t.cc < self.cc_min) or below:
             return f"only on {self.describe_cc()}; the target is {t.cc} ({arch_name(t.cc)})"
         if t.tensor < self.min_tensor:
@@ -107,6 +112,8 @@ class When:
 
     def describe_cc(self) -> str:
         lo, hi = self.cc_min, self.cc_below
+        if self.cc_except is not None:
+            return "compute capability other than " + " / ".join(str(cc) for cc in sorted(self.cc_except))
         if lo is not None and lo.minor == 0 and hi == CC(lo.major + 1, 0):
             return f"compute capability {lo.major}.x ({arch_name(lo)})"
         if lo is not None and hi is not None:
@@ -120,7 +127,7 @@ class When:
     def describe(self) -> str:
         """The 'applies when' column of docs/presets.md."""
         parts = [self.describe_dtypes()]
-        if self.cc_min is not None or self.cc_below is not None:
+        if self.cc_min is not None or self.cc_below is not None or self.cc_except is not None:
             parts.append(self.describe_cc())
         if self.min_tensor > 1:
             parts.append(f"tensor parallelism ≥ {self.min_tensor}")
@@ -282,19 +289,34 @@ RULES: Final[tuple[FlagRule, ...]] = (
     ),
 )
 
+
 #: What TensorRT-LLM itself accepts (trtllm.md); no preset row may break it. Value "*": any value but off.
+def _validate_refuses(plugin: str) -> frozenset[ComputeCapability]:
+    """The compute capabilities ``PluginConfig.validate()`` refuses ``plugin`` on (``trtllm/sm_rules.py``)."""
+    return frozenset(
+        CC(sm // 10, sm % 10)
+        for sm, plugins in sm_rules.PLUGINS_UNSUPPORTED_ON_SM.items()
+        if plugin in plugins
+    )
+
+
+def _fp8_plugin_limit(plugin: str, why: str) -> FlagRule:
+    return FlagRule(_TL, plugin, "*", why, When(precisions=FP8, cc_except=_validate_refuses(plugin)))
+
+
+#: What TensorRT-LLM 1.2 enforces, cited in ``trtllm/sm_rules.py``: PluginConfig.validate() refuses the
+#: FP8 GEMM plugins on SM 100 exactly; build() forces reduce_fusion off with TP 1 or outside
+#: Llama/Gemma2/Medusa, and user_buffer off whenever reduce_fusion is off.
 LIMITS: Final[tuple[FlagRule, ...]] = (
-    FlagRule(_TL, "gemm_swiglu_plugin", "*", "only supported for FP8 precision on Hopper", _FP8_HOPPER),
-    FlagRule(
-        _TL, "low_latency_gemm_swiglu_plugin", "*", "only supported for FP8 precision on Hopper", _FP8_HOPPER
+    _fp8_plugin_limit(
+        "gemm_swiglu_plugin",
+        "its only value is fp8 (FP8 checkpoints); PluginConfig.validate() refuses it on SM 100",
     ),
-    FlagRule(
-        _TL,
-        "low_latency_gemm_plugin",
-        "*",
-        "rejected by the engine builder on SM ≥ 10.0",
-        When(precisions=FP8, cc_below=BLACKWELL),
+    _fp8_plugin_limit(
+        "low_latency_gemm_swiglu_plugin",
+        "its only value is fp8 (FP8 checkpoints); PluginConfig.validate() refuses it on SM 100",
     ),
+    _fp8_plugin_limit("low_latency_gemm_plugin", "an FP8 GEMM; PluginConfig.validate() refuses it on SM 100"),
     FlagRule(
         _TL,
         "reduce_fusion",
@@ -306,8 +328,8 @@ LIMITS: Final[tuple[FlagRule, ...]] = (
         _TL,
         "user_buffer",
         "*",
-        "forced off unless reduce fusion is on (FP8 Llama only)",
-        _FP8_TP_FUSION,
+        "forced off whenever reduce fusion is off (build() checks nothing else; 'FP8 LLAMA' is only help)",
+        _TP_FUSION,
         requires=("reduce_fusion", "enable"),
     ),
     FlagRule(

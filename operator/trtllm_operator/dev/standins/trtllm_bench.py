@@ -32,13 +32,21 @@ from ``bench/dataclasses/general.py``::
     dataset       isl_stats, osl_stats, seq_len_stats, num_requests, dataset_path, max_isl, max_osl,
                   max_sequence_length, avg_isl, avg_osl, avg_sequence_length
 
-Numbers: deterministic defaults from the GPU's SM, the quantization and the world size, overridden
-by ``TRTLLM_SIM_BENCH`` (a JSON object). Its keys are report leaf names (``system_output_throughput_tok_s``,
-``avg_ttft_ms``...) or section names holding a nested object. ``system_output_throughput_tok_s``,
-``avg_ttft_ms``, ``avg_tpot_ms`` and ``avg_num_concurrent_requests`` feed the derivation, so the
-dependent figures (latencies, request throughput, per-GPU throughput) stay consistent; throughput
+Numbers: a roofline estimate (``trtllm_operator.gpu.perfmodel``) from the GPU (its NVML name), the
+checkpoint's quantization and KV-cache dtype, the model's size (its config) and the world size;
+overridden by ``TRTLLM_SIM_BENCH`` (a JSON object). Its keys are report leaf names
+(``system_output_throughput_tok_s``, ``avg_ttft_ms``...) or section names holding a nested object.
+``system_output_throughput_tok_s``, ``avg_ttft_ms``, ``avg_tpot_ms`` and ``avg_num_concurrent_requests``
+feed the derivation, so the dependent figures (latencies, request throughput, per-GPU throughput)
+stay consistent; throughput
 wins when given, otherwise TTFT + TPOT set the request latency. Other keys are written as given.
 An unknown key is an error (typos must not pass silently).
+
+Deviation, on purpose: the report has one more top-level section, ``simulation`` (the stand-in's
+name, the GPU row and model size the estimate used, and whether either was assumed), and the
+summary says SIMULATED. A real trtllm-bench never writes that section: it is how the builder tells
+a simulated figure from a measured one (``builder/reports.py``), so nothing downstream can present
+a stand-in's number as a hardware measurement.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ from trtllm_operator.dev.standins._common import (
 from trtllm_operator.dev.standins._rules import check_precision, load_runnable_engine
 from trtllm_operator.dev.standins.prepare_dataset import execute as prepare_execute
 from trtllm_operator.dev.standins.simgpu import SimGPU
+from trtllm_operator.gpu import perfmodel
 from trtllm_operator.trtllm.cli import to_argparse
 from trtllm_operator.trtllm.cli_tables import TABLES, line_of
 
@@ -84,16 +93,10 @@ HUB_OFFLINE_ERROR: Final = (
     "outgoing traffic has been disabled. To enable repo look-ups and downloads online, pass "
     "'local_files_only=False' as input."
 )
-# (min SM, per-GPU output tok/s of an unquantized model): rough, deterministic, monotonic in SM.
-_BASE_TOK_S: Final = ((100, 2600.0), (90, 1500.0), (89, 600.0), (80, 700.0), (0, 300.0))
-_QUANT_SPEEDUP: Final = {
-    "FP8": 1.6,
-    "NVFP4": 2.2,
-    "W4A8_AWQ": 1.4,
-    "W4A16_AWQ": 1.3,
-    "W4A16": 1.3,
-    "W8A16": 1.2,
-}
+#: What the ``simulation`` section says produced the numbers (``builder/reports.py`` keys on it).
+SIMULATED_TOOL: Final = "trtllm-bench (simulated stand-in)"
+# An NVML name the perf table has no row for gets the row of its architecture (min SM, row name).
+_FALLBACK_ROWS: Final = ((100, "B200"), (90, "H100 SXM"), (89, "L40S"), (80, "A100 80GB"))
 _SPREAD: Final = {"p50": 1.0, "p90": 1.1, "p95": 1.15, "p99": 1.25, "minimum": 0.8, "maximum": 1.3}
 
 
@@ -216,6 +219,9 @@ class Setup:
     max_num_tokens: int
     quant_algo: str | None
     sm: int
+    gpu_name: str = ""
+    kv_algo: str | None = None
+    model_config: dict[str, Any] | None = None
 
     @property
     def world_size(self) -> int:
@@ -260,6 +266,9 @@ def tensorrt_setup(args: argparse.Namespace, gpus: list[SimGPU], max_seq: int) -
         max_num_tokens=_runtime_limit("max_num_tokens", args.max_num_tokens, int(build["max_num_tokens"])),
         quant_algo=quant.get("quant_algo"),
         sm=gpus[0].sm,
+        gpu_name=gpus[0].name,
+        kv_algo=quant.get("kv_cache_quant_algo"),
+        model_config=pretrained,
     )
 
 
@@ -277,10 +286,10 @@ def pytorch_setup(args: argparse.Namespace, gpus: list[SimGPU]) -> Setup:
         raise ToolError("--tp and --pp must be >= 1", "ValueError")
     if len(gpus) < args.tp * args.pp:
         raise ToolError(f"tp {args.tp} x pp {args.pp} needs {args.tp * args.pp} GPUs, {len(gpus)} visible.")
-    dtype, quant = None, {}
+    dtype, quant, config = None, {}, None
     if args.model_path:
         hf = load_hf_model(args.model_path)
-        dtype, quant = hf.torch_dtype, _hf_quantization(hf.path)
+        dtype, quant, config = hf.torch_dtype, _hf_quantization(hf.path), hf.config
         check_precision(gpus[0].sm, quant.get("quant_algo"), quant.get("kv_cache_quant_algo"), dtype or "")
     elif hub_offline():
         raise ToolError(HUB_OFFLINE_ERROR, "huggingface_hub.errors.LocalEntryNotFoundError")
@@ -300,6 +309,9 @@ def pytorch_setup(args: argparse.Namespace, gpus: list[SimGPU]) -> Setup:
         args.max_num_tokens or 8192,
         quant.get("quant_algo"),
         gpus[0].sm,
+        gpus[0].name,
+        quant.get("kv_cache_quant_algo"),
+        config,
     )
 
 
@@ -328,9 +340,58 @@ def _primary(overrides: dict[str, Any], key: str) -> float | None:
     return None
 
 
-def default_throughput(setup: Setup) -> float:
-    base = next(tok_s for min_sm, tok_s in _BASE_TOK_S if setup.sm >= min_sm)
-    return round(base * _QUANT_SPEEDUP.get(setup.quant_algo or "", 1.0) * setup.world_size, 4)
+def gpu_row(setup: Setup) -> tuple[perfmodel.GpuSpec, bool]:
+    """The perf table's row for the GPU, and whether it was assumed from the architecture."""
+    try:
+        return perfmodel.gpu_spec(setup.gpu_name), False
+    except perfmodel.PerfModelError:
+        fallback = next((row for min_sm, row in _FALLBACK_ROWS if setup.sm >= min_sm), None)
+        if fallback is None:
+            raise ToolError(
+                f"stand-in: no simulated performance figures for {setup.gpu_name} (SM {setup.sm})",
+                "NotImplementedError",
+            ) from None
+        return next(spec for spec in perfmodel.GPUS if spec.name == fallback), True
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """The roofline estimate behind the default numbers, and what it assumed."""
+
+    estimate: perfmodel.Estimate
+    gpu: perfmodel.GpuSpec
+    gpu_assumed: bool
+    shape: perfmodel.ModelShape
+
+    def section(self) -> dict[str, Any]:
+        """The report's ``simulation`` section (absent from a real trtllm-bench report)."""
+        return {
+            "tool": SIMULATED_TOOL,
+            "model": "roofline (trtllm_operator.gpu.perfmodel)",
+            "gpu": self.gpu.name,
+            "gpu_assumed": self.gpu_assumed,
+            "model_params_billions": round(self.shape.params / 1e9, 2),
+            "model_shape_assumed": self.shape.assumed,
+            "batch": self.estimate.batch,
+            "decode_bound": self.estimate.decode_bound,
+        }
+
+
+def simulate(setup: Setup, requests: Sequence[Request], concurrency: int) -> Simulated:
+    gpu, assumed = gpu_row(setup)
+    shape = perfmodel.shape_from_config(setup.model_config or {})
+    n = len(requests)
+    workload = perfmodel.Workload(
+        isl=sum(r.input_len for r in requests) / n,
+        osl=sum(r.output_len for r in requests) / n,
+        concurrency=min(n, concurrency if concurrency > 0 else setup.max_batch_size),
+        max_batch_size=setup.max_batch_size,
+    )
+    try:
+        found = perfmodel.estimate(gpu, shape, setup.quant_algo, setup.kv_algo, setup.world_size, workload)
+    except perfmodel.PerfModelError as exc:
+        raise ToolError(f"stand-in: {exc}", "RuntimeError") from exc
+    return Simulated(found, gpu, assumed, shape)
 
 
 def spread(average: float) -> dict[str, float]:
@@ -350,7 +411,11 @@ class Timing:
 
 
 def derive_timing(
-    setup: Setup, requests: Sequence[Request], concurrency: int, overrides: dict[str, Any]
+    setup: Setup,
+    requests: Sequence[Request],
+    concurrency: int,
+    overrides: dict[str, Any],
+    sim: perfmodel.Estimate,
 ) -> Timing:
     """Throughput -> total time -> request latency (Little's law); TTFT/TPOT fill the latency.
 
@@ -367,11 +432,12 @@ def derive_timing(
         latency_s = (ttft_given + tpot_given * decode_steps) / 1000
         total_s = n * latency_s / conc
         return Timing(n * osl / total_s, total_s, latency_s, ttft_given, tpot_given, conc)
-    throughput = t_given or default_throughput(setup)
+    throughput = t_given or sim.output_tok_s
     total_s = n * osl / throughput
     latency_ms = conc * total_s / n * 1000
-    ttft = ttft_given if ttft_given is not None else latency_ms * 0.08
-    tpot = tpot_given if tpot_given is not None else latency_ms * 0.92 / max(decode_steps, 1)
+    scale = 1.0 if t_given is None else sim.output_tok_s / t_given  # slower given -> longer latencies
+    ttft = ttft_given if ttft_given is not None else sim.ttft_ms * scale
+    tpot = tpot_given if tpot_given is not None else sim.tpot_ms * scale
     latency_ms = max(latency_ms, ttft + tpot * decode_steps)
     return Timing(throughput, total_s, latency_ms / 1000, ttft, tpot, conc)
 
@@ -427,7 +493,8 @@ def apply_overrides(report: dict[str, Any], overrides: dict[str, Any]) -> None:
 
 def build_report(args: argparse.Namespace, setup: Setup, requests: Sequence[Request]) -> dict[str, Any]:
     overrides = load_overrides()
-    timing = derive_timing(setup, requests, args.concurrency, overrides)
+    sim = simulate(setup, requests, args.concurrency)
+    timing = derive_timing(setup, requests, args.concurrency, overrides, sim.estimate)
     n = len(requests)
     engine = {
         "model": args.model,
@@ -457,6 +524,7 @@ def build_report(args: argparse.Namespace, setup: Setup, requests: Sequence[Requ
         "performance": performance(timing, requests, setup.world_size),
         "streaming_metrics": streaming_metrics(timing),
         "dataset": dataset_metadata(requests, Path(args.dataset)),
+        "simulation": sim.section(),
     }
     apply_overrides(report, overrides)
     if not args.streaming:
@@ -470,6 +538,7 @@ def print_summary(report: dict[str, Any]) -> None:
     say("===========================================================")
     say("= PERFORMANCE OVERVIEW ")
     say("===========================================================")
+    say(f"SIMULATED by {SIMULATED_TOOL}: a roofline estimate, not a measurement")
     say(f"Request Throughput (req/sec):                     {perf['request_throughput_req_s']:.4f}")
     say(f"Total Output Throughput (tokens/sec):             {perf['system_output_throughput_tok_s']:.4f}")
     say(f"Total Token Throughput (tokens/sec):              {perf['system_total_throughput_tok_s']:.4f}")

@@ -51,6 +51,7 @@ from trtllm_operator.dev.standins._common import (
 )
 from trtllm_operator.dev.standins._rules import check_blackwell_quantization, check_precision
 from trtllm_operator.dev.standins.simgpu import SimGPU
+from trtllm_operator.trtllm import sm_rules
 from trtllm_operator.trtllm.cli import to_argparse
 from trtllm_operator.trtllm.cli_tables import TRTLLM_BUILD_12
 
@@ -59,7 +60,6 @@ ENABLE_DISABLE: Final = ["enable", "disable"]
 LOG_LEVELS: Final = ["internal_error", "error", "warning", "info", "verbose", "debug", "trace"]
 REDUCE_FUSION_ARCHS: Final = frozenset({"LlamaForCausalLM", "Gemma2ForCausalLM", "MedusaForCausalLM"})
 FP8_FMHA_ALGOS: Final = frozenset({"FP8", "W4A8_AWQ", "NVFP4"})
-SM100_UNSUPPORTED_PLUGINS: Final = ("gemm_swiglu_plugin", "low_latency_gemm_plugin")
 DEFAULT_MAX_SEQ_LEN: Final = 2048
 # flag -> (choices, default); dtype-valued plugins first, then the enable/disable switches.
 DTYPE_PLUGINS: Final[dict[str, tuple[list[str], str]]] = {
@@ -213,11 +213,9 @@ def resolve_limits(args: argparse.Namespace, ckpt: Checkpoint) -> Limits:
 
 
 def validate_plugins_for_sm(plugins: PluginConfig, sm: int) -> None:
-    """``PluginConfig.validate``: plugins the SM 100 kernels lack."""
-    if sm != 100:
-        return
-    for name in SM100_UNSUPPORTED_PLUGINS:
-        value = getattr(plugins, name)
+    """``PluginConfig.validate``: plugins the SM 100 kernels lack (``trtllm/sm_rules.py``)."""
+    for name in sm_rules.PLUGINS_UNSUPPORTED_ON_SM.get(sm, ()):
+        value = getattr(plugins, name, None)
         if value is not None and value is not False:
             raise ToolError(f"{name}={value} is not supported on SM {sm}.", "NotImplementedError")
 
@@ -225,10 +223,10 @@ def validate_plugins_for_sm(plugins: PluginConfig, sm: int) -> None:
 def check_gemm_swiglu(plugins: PluginConfig, ckpt: Checkpoint, sm: int) -> None:
     if plugins.gemm_swiglu_plugin is None:
         return
-    if ckpt.quant_algo != "FP8" or sm != 90:
+    # Its only value is fp8 (PluginConfig: Literal["fp8", None]); the SM rule is validate()'s (SM 100).
+    if ckpt.quant_algo != "FP8":
         raise ToolError(
-            "gemm_swiglu_plugin is only supported for FP8 precision on Hopper "
-            f"(quant_algo={ckpt.quant_algo}, SM {sm})."
+            f"gemm_swiglu_plugin is only supported for FP8 precision (quant_algo={ckpt.quant_algo}, SM {sm})."
         )
     if not plugins.use_fused_mlp:
         warn("gemm_swiglu_plugin has no effect without --use_fused_mlp enable.")
