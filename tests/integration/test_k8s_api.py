@@ -86,7 +86,7 @@ def test_list_pages_through_every_object_with_the_selector(
 def test_watch_sees_added_modified_deleted_and_resumes_from_a_resource_version(
     observed: tuple[k8s.Kube, Requests], namespace: str
 ) -> None:
-    kube, _ = observed
+    kube, requests = observed
     source = k8s.RawListWatch(kube, CONFIGMAPS, namespace, f"{SET}=a", watch_timeout=5)
     _, listed = source.list()
     kube.create(configmap(namespace, "w", v="1"))
@@ -97,6 +97,11 @@ def test_watch_sees_added_modified_deleted_and_resumes_from_a_resource_version(
     modified_at = seen[1][2]
     resumed = until(source.watch(modified_at), "DELETED", "w")
     assert resumed == [seen[2]]  # exactly what came after, nothing replayed
+    assert [r for r in requests.take() if r[0] in ("list", "watch")] == [
+        ("list", "200"),
+        ("watch", "200"),
+        ("watch", "200"),
+    ]
 
 
 def test_an_informer_follows_the_real_watch(observed: tuple[k8s.Kube, Requests], namespace: str) -> None:
