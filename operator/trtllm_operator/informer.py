@@ -135,7 +135,7 @@ class Informer:
             try:
                 handler(type_, old, new)
             except Exception:  # a handler bug must not stop the cache from following the watch
-                log.exception("informer handler failed", informer=self.name, event=type_)
+                log.exception("informer handler failed", informer=self.name, event_type=type_)
 
     def _index_update(self, key: ObjKey, old: Obj | None, new: Obj | None) -> None:
         for name, func in self._indexers.items():
