@@ -273,7 +273,7 @@ def test_the_build_limit_admits_one_job_and_queues_the_others_in_line() -> None:
         assert status["phase"] == "Queued"
         scheduled = next(x for x in status["conditions"] if x["type"] == r.SCHEDULED)
         assert scheduled["reason"] == r.QUEUED
-        assert f"position {position} of" in scheduled["message"]
+        assert f"position {position} in line" in scheduled["message"]
     assert rt.slots.snapshot() == (1, 2, 1)
 
 
@@ -297,7 +297,7 @@ def test_a_finished_build_wakes_the_queued_engines_and_the_head_gets_the_slot() 
     calls = kube.take()
     assert [call[1] for call in calls if call[0] == "create"] == ["ConfigMap", "Job"]
     assert all(call[2].startswith("b-") for call in calls if call[0] == "create")
-    assert "position 1 of 1" in json.dumps(kube.statuses["c"])
+    assert "position 1 in line" in json.dumps(kube.statuses["c"])
 
 
 # ---------------------------------------------------------------------------- InferenceService reconcile

@@ -112,7 +112,7 @@ def test_forget_drops_the_place_in_line_and_frees_a_reservation() -> None:
     assert slots.request(e("a"), T0).granted
     assert not slots.request(e("b"), T1).granted
     assert not slots.request(e("c"), T2).granted
-    assert slots.forget(e("b")) == []  # only waiting: no slot freed
+    assert slots.forget(e("b")) == [e("c")]  # it left the line: the engines behind it move up
     assert slots.request(e("c"), T2).position == 1
     assert slots.forget(e("a")) == [e("c")]  # its reservation freed the slot
     assert slots.request(e("c"), T2).granted
