@@ -186,10 +186,7 @@ def test_service_pinned_to_engine_architecture_and_scalable(
         labels = kube.core.read_node(pod.spec.node_name).metadata.labels
         assert (labels["nvidia.com/gpu.compute.major"], labels["nvidia.com/gpu.compute.minor"]) == ("8", "9")
     args = pods[0].spec.containers[0].args
-    assert args[:2] == [
-        "trtllm-serve",
-        "/engines/engines/l40s/" + engines.get("l40s")["status"]["engine"]["uri"].rsplit("/", 1)[1],
-    ]
+    assert args[:2] == ["trtllm-serve", "/served/ada"]  # the engine, mounted under the served name
     assert "--backend" in args
     assert "tensorrt" in args
     # The scale subresource drives the Deployment.
