@@ -116,3 +116,80 @@ def test_pod_readiness_follows_the_servers_health(
     kube.core.delete_collection_namespaced_pod(engines.namespace, label_selector=selector)
     services.wait("sick", "Ready", "True", timeout=90)
     assert len(ready_endpoints(kube, engines.namespace, "sick")) == 1
+
+
+def answers(cluster: LocalCluster, kube: Kube, namespace: str, service: str, model: str) -> int:
+    """Ready endpoints right now, after checking that one of them completes a request."""
+    targets = ready_endpoints(kube, namespace, service)
+    assert targets, f"no ready endpoint behind Service {service}: a serving outage"
+    address = loopback(cluster, targets[0])
+    assert address, f"no loopback for {targets[0]}"
+    client = openai.OpenAI(base_url=f"http://{address}/v1", api_key="unused", max_retries=0)
+    assert client.completions.create(model=model, prompt="Hi", max_tokens=2).choices
+    return len(targets)
+
+
+def serve_through(cluster: LocalCluster, kube: Kube, services: Services, done: Any, what: str) -> None:
+    """Keep sending requests through the Service's endpoints until ``done()``; each must succeed."""
+    namespace, model = services.namespace, "chat"
+    deadline = time.monotonic() + 180
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {services.get('chat')['status']}"
+        answers(cluster, kube, namespace, "chat", model)
+        time.sleep(0.2)
+
+
+def test_revision_2_rolls_out_while_revision_1_keeps_serving(
+    cluster: LocalCluster, kube: Kube, engines: Engines, services: Services, operator: OperatorProcess
+) -> None:
+    serving_engine(engines)
+    services.create(_service("chat", "fast", replicas=2))
+    services.wait("chat", "Ready", "True", timeout=90)
+    # Revision 2 passes its gate; its servers take a while to load, so the rollout has a window.
+    engines.sim(TRTLLM_SIM_BENCH=_bench(6049), TRTLLM_SIM_SERVE=json.dumps({"loadSeconds": 2}))
+    engines.patch_spec("fast", {"calibration": {"size": 128}})
+    selector = "trtllm.dev/inference-service=chat"
+
+    def rolled_out() -> bool:
+        status = services.get("chat")["status"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        pods = kube.core.list_namespaced_pod(engines.namespace, label_selector=selector).items
+        return (
+            status.get("engineRevision") == 2
+            and ready["status"] == "True"
+            and all(p.metadata.labels["trtllm.dev/revision"] == "2" for p in pods)
+        )
+
+    serve_through(cluster, kube, services, rolled_out, "revision 2 rolled out")
+    assert answers(cluster, kube, engines.namespace, "chat", "chat") == 2
+    deployment = kube.apps.read_namespaced_deployment("chat-sm100", engines.namespace)
+    assert deployment.spec.strategy.type == "RollingUpdate"
+
+
+def test_switching_architecture_keeps_the_old_one_serving_until_the_new_is_ready(
+    cluster: LocalCluster, kube: Kube, engines: Engines, services: Services, operator: OperatorProcess
+) -> None:
+    serving_engine(engines, "ada", target={"computeCapability": "8.9"}, parallelism={"tensor": 1})
+    serving_engine(engines, "blackwell", target={"computeCapability": "10.0"}, parallelism={"tensor": 1})
+    services.create(_service("chat", "ada", replicas=2))
+    services.wait("chat", "Ready", "True", timeout=90)
+    engines.sim(TRTLLM_SIM_BENCH=_bench(6049), TRTLLM_SIM_SERVE=json.dumps({"loadSeconds": 2}))
+    services.patch("chat", {"engineRef": {"name": "blackwell"}})
+    saw_both = False
+
+    def switched() -> bool:
+        nonlocal saw_both
+        status = services.get("chat")["status"]
+        rows = {a["deployment"]: a for a in status.get("architectures") or []}
+        if "chat-sm89" in rows and "chat-sm100" in rows:
+            assert rows["chat-sm89"]["retiring"] is True
+            saw_both = True
+        names = {d.metadata.name for d in kube.apps.list_namespaced_deployment(engines.namespace).items}
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        return names == {"chat-sm100"} and ready["status"] == "True"
+
+    serve_through(cluster, kube, services, switched, "the switch to sm100")
+    assert saw_both
+    status = services.get("chat")["status"]
+    assert [(a["computeCapability"], a["readyReplicas"]) for a in status["architectures"]] == [("10.0", 2)]
+    assert answers(cluster, kube, engines.namespace, "chat", "chat") == 2
