@@ -296,3 +296,39 @@ def test_serving_image_without_a_version_tag_warns() -> None:
     warning = cond(decision, r.RUNTIME_VERSION_UNKNOWN)
     assert warning[0] == "True"
     assert "registry.local/trtllm:latest" in warning[2]
+
+
+def test_switching_architecture_keeps_the_old_deployment_until_the_new_one_is_ready() -> None:
+    spec = {"engineRef": {"name": "llama"}, "replicas": 2}
+    old = deployment("chat-sm90", 2, 2)
+    # The engine now is a Blackwell build: its Deployment is created, the Hopper one keeps serving.
+    starting = reconcile_service(observe(spec, {"llama": engine(2, cc="10.0")}, {"chat-sm90": old}), NOW)
+    assert [o["metadata"]["name"] for o in starting.apply if o["kind"] == "Deployment"] == ["chat-sm100"]
+    assert starting.delete == []
+    assert cond(starting, r.READY)[0] == "False"
+    assert "keeping chat-sm90 serving" in cond(starting, r.READY)[2]
+    rows = {a.deployment: a for a in starting.status.architectures}
+    assert rows["chat-sm90"].retiring
+    assert (rows["chat-sm90"].computeCapability, rows["chat-sm90"].readyReplicas) == ("9.0", 2)
+    assert (rows["chat-sm100"].computeCapability, rows["chat-sm100"].revision) == ("10.0", 2)
+    assert starting.status.readyReplicas == 2  # the old pods still serve
+    # Half-way: still kept.
+    halfway = {"chat-sm90": old, "chat-sm100": deployment("chat-sm100", 2, 1)}
+    assert reconcile_service(observe(spec, {"llama": engine(2, cc="10.0")}, halfway), NOW).delete == []
+    # The new Deployment is ready: now the old one goes, in the same reconcile that says Ready.
+    done = {"chat-sm90": old, "chat-sm100": deployment("chat-sm100", 2, 2)}
+    finished = reconcile_service(observe(spec, {"llama": engine(2, cc="10.0")}, done), NOW)
+    assert finished.delete == [("Deployment", "chat-sm90")]
+    assert cond(finished, r.READY)[0] == "True"
+    assert [a.deployment for a in finished.status.architectures] == ["chat-sm100"]
+
+
+def test_serving_deployment_rolls_out_without_downtime() -> None:
+    """Recreate would stop every old pod before a new one is ready: a serving outage."""
+    decision = reconcile_service(
+        observe({"engineRef": {"name": "llama"}, "replicas": 2}, {"llama": engine()}), NOW
+    )
+    strategy = decision.apply[1]["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] in (0, "0", "0%")
+    assert strategy["rollingUpdate"]["maxSurge"] not in (0, "0", "0%")

@@ -172,6 +172,21 @@ class InferenceServiceSpec(ApiModel):
     )
 
 
+class ArchitectureStatus(ApiModel):
+    """The serving pods of one GPU architecture (one Deployment)."""
+
+    computeCapability: str = Field(description="Compute capability the pods are pinned to.", max_length=5)
+    deployment: str = Field(description="The Deployment.", max_length=253)
+    engine: str = Field(default="", description="TRTEngine served (empty: retiring).", max_length=253)
+    revision: int | None = Field(default=None, description="Engine revision served.")
+    replicas: int = Field(default=0, description="Pods that exist.")
+    readyReplicas: int = Field(default=0, description="Pods that are ready.")
+    retiring: bool = Field(
+        default=False,
+        description="No longer wanted: kept serving until every wanted Deployment is ready, then deleted.",
+    )
+
+
 class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService; written only by the operator."""
 
@@ -205,6 +220,11 @@ class InferenceServiceStatus(ApiModel):
     )
     selector: str | None = Field(
         default=None, description="Label selector of the serving pods (scale subresource).", max_length=1024
+    )
+    architectures: list[ArchitectureStatus] = Field(
+        default_factory=list,
+        description="Serving pods per GPU architecture, including a retiring one during a switch.",
+        max_length=16,
     )
 
 

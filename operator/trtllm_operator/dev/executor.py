@@ -12,6 +12,18 @@ depends on:
   labels, or from the ``sim.trtllm.dev/actual-gpus`` annotation to simulate stale labels). When it
   exits, the pod is annotated with the exit code and termination message and KWOK's ``pod-finish`` stage
   reports them in the pod status, exactly where a kubelet would.
+* **Serving pods** (label ``trtllm.dev/component=server``) are started as the stand-in ``trtllm-serve``
+  (``dev/standins/trtllm_serve.py``) on a loopback port of this machine, one process per pod, with the
+  pod's own arguments (``--host``/``--port`` replaced) and the timing of the engine's recorded benchmark
+  (``status.benchmark`` of the pod's TRTEngine). KWOK's ``pod-server-start`` stage makes such a pod
+  Running but *not* Ready; this executor is its kubelet for readiness and liveness: it probes the
+  stand-in's ``/health`` every second (not the pod's ``periodSeconds``) and patches the pod's Ready and
+  ContainersReady conditions, so EndpointSlices and the Deployment follow the server's real health. A
+  stand-in that exits or fails ``/health`` three times after having been Ready is restarted and the
+  container's ``restartCount`` goes up, as a liveness probe would do. The pod IP the Service's
+  EndpointSlices list is KWOK's invention: nothing listens there. ``.cluster/serving-endpoints.json``
+  maps ``podIP:port`` to the ``127.0.0.1:port`` that really answers, and each pod carries it in the
+  ``sim.trtllm.dev/loopback`` annotation.
 
 Per-namespace simulation knobs come from an optional ConfigMap ``trtllm-sim`` (keys are TRTLLM_SIM_*
 environment variables for the stand-ins, e.g. TRTLLM_SIM_BENCH), so each test picks its own numbers.
@@ -20,6 +32,7 @@ environment variables for the stand-ins, e.g. TRTLLM_SIM_BENCH), so each test pi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +40,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +70,61 @@ SIM_CONFIGMAP = "trtllm-sim"
 EXECUTOR_LABEL = "sim.trtllm.dev/executor"
 EXAMPLES = "/app/tensorrt_llm/examples"
 BENCHMARKS = "/app/tensorrt_llm/benchmarks"
+LOOPBACK_ANNOTATION = "sim.trtllm.dev/loopback"
+ENDPOINTS_FILE = "serving-endpoints.json"
+LIVENESS_FAILURES = 3
 FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "gpt")
+
+
+@dataclass
+class ServingPod:
+    """One running stand-in trtllm-serve and what the executor last told the API server about it."""
+
+    uid: str
+    process: subprocess.Popen[bytes]
+    port: int
+    target: str  # podIP:containerPort, as the EndpointSlices list it
+    ready: bool | None = None
+    failures: int = 0
+    restarts: int = 0
+    was_ready: bool = False
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """Stand-in servers must not outlive the executor (Linux: SIGKILL when the parent thread dies)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def serve_profile(engine: dict[str, Any] | None, revision: str) -> dict[str, Any]:
+    """The stand-in's timing from a TRTEngine's recorded (simulated) benchmark; {} when none."""
+    bench = ((engine or {}).get("status") or {}).get("benchmark") or {}
+    if not bench.get("outputTokensPerSecond"):
+        return {}
+    concurrency = int(bench.get("concurrency") or 1)
+    itl = (bench.get("itlMs") or {}).get("p50") or 1000.0 * concurrency / float(
+        bench["outputTokensPerSecond"]
+    )
+    return {
+        "ttftMs": (bench.get("ttftMs") or {}).get("p50"),
+        "itlMs": itl,
+        "concurrency": concurrency,
+        "isl": bench.get("isl"),
+        "osl": bench.get("osl"),
+        "source": f"simulated benchmark of revision {bench.get('revision', revision)}",
+    }
 
 
 class Executor:
@@ -68,6 +138,9 @@ class Executor:
         self.tree = state_dir / "standin-tensorrt_llm"  # stands in for the image's /app/tensorrt_llm
         self.running: dict[str, threading.Thread] = {}
         self.lock = threading.Lock()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.servers: dict[str, ServingPod] = {}
+        self.endpoints_file = state_dir / ENDPOINTS_FILE
 
     # ------------------------------------------------------------------ setup
     def prepare(self) -> None:
@@ -206,7 +279,7 @@ class Executor:
                 self.running.pop(key, None)
 
     def _container(self, pod: Any) -> Any:
-        return next(x for x in pod.spec.containers if x.name in ("builder", "cleanup"))
+        return next(x for x in pod.spec.containers if x.name in ("builder", "cleanup", "server"))
 
     def _execute_command(self, pod: Any) -> tuple[int, str]:
         """A plain container (the engine-files cleanup): its own command, volume paths mapped to hostPaths."""
@@ -326,16 +399,180 @@ class Executor:
         meta = required(current.metadata, "metadata")
         return bool(meta.uid == pod.metadata.uid and not meta.deletion_timestamp)
 
+    # ------------------------------------------------------------------ serving pods
+    def serve_scan(self) -> None:
+        """Start a stand-in for each new Running serving pod, probe them all, stop the gone ones.
+
+        Runs on the main thread: the stand-ins die with the thread that started them (PDEATHSIG)."""
+        selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_SERVER}"
+        seen: set[str] = set()
+        for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
+            meta, status = required(pod.metadata, "metadata"), required(pod.status, "status")
+            key = f"{meta.namespace}/{meta.name}"
+            if meta.deletion_timestamp or status.phase != "Running" or not status.pod_ip:
+                continue
+            seen.add(key)
+            current = self.servers.get(key)
+            if current is not None and current.uid != meta.uid:
+                self._stop_server(key)
+                current = None
+            if current is None:
+                self._start_server(key, pod)
+            else:
+                self._probe(key, pod, current)
+        for key in [k for k in self.servers if k not in seen]:
+            self._stop_server(key)
+        self._write_endpoints()
+
+    def _start_server(self, key: str, pod: Any, restarts: int = 0) -> None:
+        container = self._container(pod)
+        args = list(container.args or [])
+        container_port = next((p.container_port for p in container.ports or []), 8000)
+        port = _free_port()
+        for flag, value in (("--host", "127.0.0.1"), ("--port", str(port))):
+            if flag in args:
+                args[args.index(flag) + 1] = value
+            else:
+                args += [flag, value]
+        if args and args[0] == "trtllm-serve":
+            args = args[1:]
+        env = self._env(pod)
+        labels = pod.metadata.labels or {}
+        engine = self._engine(pod.metadata.namespace, labels.get(c.LABEL_ENGINE, ""))
+        revision = labels.get(c.LABEL_REVISION, "")
+        env["TRTLLM_SIM_SERVE_PROFILE"] = json.dumps(serve_profile(engine, revision))
+        env["TRTLLM_SIM_REVISION"] = revision
+        if engine_dir := self._served_engine_dir(pod):
+            env["TRTLLM_SIM_ENGINE_DIR"] = str(engine_dir)
+        log_path = self.pod_logs / f"{pod.metadata.namespace}_{pod.metadata.name}.log"
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, str(STANDIN_BIN / "trtllm-serve"), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+                preexec_fn=_die_with_parent,  # only sets the death signal
+            )
+        target = f"{pod.status.pod_ip}:{container_port}"
+        self.servers[key] = ServingPod(pod.metadata.uid, process, port, target, restarts=restarts)
+        log.info(
+            "serving pod started", pod=key, loopback=f"127.0.0.1:{port}", target=target, log=str(log_path)
+        )
+        try:
+            annotations = {LOOPBACK_ANNOTATION: f"127.0.0.1:{port}"}
+            self.core.patch_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, {"metadata": {"annotations": annotations}}
+            )
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def _engine(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if not name:
+            return None
+        try:
+            engine = self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.ENGINE_PLURAL, name
+            )
+            return engine if isinstance(engine, dict) else None
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+            return None
+
+    def _served_engine_dir(self, pod: Any) -> Path | None:
+        """The host directory behind the container's engine subPath mount (what MODEL points at)."""
+        volumes = {v.name: v for v in pod.spec.volumes or []}
+        for mount in self._container(pod).volume_mounts or []:
+            volume = volumes.get(mount.name)
+            if mount.sub_path and volume is not None and volume.persistent_volume_claim is not None:
+                claim = volume.persistent_volume_claim.claim_name
+                return self._host_path(pod.metadata.namespace, claim) / str(mount.sub_path)
+        return None
+
+    def _healthy(self, server: ServingPod) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=1) as response:
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _probe(self, key: str, pod: Any, server: ServingPod) -> None:
+        exited = server.process.poll() is not None
+        healthy = not exited and self._healthy(server)
+        server.failures = 0 if healthy else server.failures + 1
+        server.was_ready = server.was_ready or healthy
+        if exited or (server.was_ready and server.failures >= LIVENESS_FAILURES):
+            log.info("restarting serving pod", pod=key, exited=exited, failures=server.failures)
+            self._stop_server(key)
+            self._start_server(key, pod, restarts=server.restarts + 1)
+            self._set_ready(pod, self.servers[key], False)
+            return
+        if healthy != server.ready:
+            self._set_ready(pod, server, healthy)
+
+    def _set_ready(self, pod: Any, server: ServingPod, ready: bool) -> None:
+        """What a kubelet reports after a readiness probe: Ready/ContainersReady and the container's ready."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        value = "True" if ready else "False"
+        conditions = [
+            {"type": kind, "status": value, "lastTransitionTime": now}
+            for kind in ("Ready", "ContainersReady")
+        ]
+        container = self._container(pod)
+        statuses = [
+            {
+                "name": container.name,
+                "image": container.image,
+                "ready": ready,
+                "started": True,
+                "restartCount": server.restarts,
+                "state": {"running": {"startedAt": now}},
+            }
+        ]
+        body = {"status": {"conditions": conditions, "containerStatuses": statuses}}
+        try:
+            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+            server.ready = ready
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def _stop_server(self, key: str) -> None:
+        server = self.servers.pop(key)
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(5)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(5)
+        log.info("serving pod stopped", pod=key)
+
+    def _write_endpoints(self) -> None:
+        mapping = {s.target: f"127.0.0.1:{s.port}" for s in self.servers.values()}
+        text = json.dumps(mapping, indent=1, sort_keys=True)
+        if not self.endpoints_file.exists() or self.endpoints_file.read_text() != text:
+            temporary = self.endpoints_file.with_suffix(".tmp")
+            temporary.write_text(text)
+            temporary.replace(self.endpoints_file)
+
     def loop(self, interval: float = 0.5) -> None:
         self.prepare()
         log.info("sim executor ready", volumes=str(self.volumes))
-        while True:
-            try:
-                self.provision()
-                self.scan()
-            except Exception as error:  # keep going: the API server may restart under us
-                log.error("executor loop error", error=str(error))
-            time.sleep(interval)
+        try:
+            while True:
+                try:
+                    self.provision()
+                    self.scan()
+                    self.serve_scan()
+                except Exception as error:  # keep going: the API server may restart under us
+                    log.error("executor loop error", error=str(error))
+                time.sleep(interval)
+        finally:
+            for key in list(self.servers):
+                self._stop_server(key)
 
 
 def main() -> int:

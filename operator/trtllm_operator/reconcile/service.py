@@ -25,7 +25,7 @@ from trtllm_operator.api import constants as c
 from trtllm_operator.api import reasons as r
 from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
-from trtllm_operator.api.service import InferenceServiceSpec, InferenceServiceStatus
+from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.reconcile.engine import Event
 from trtllm_operator.reconcile.trust import engine_status_problem
 from trtllm_operator.render.serving import (
@@ -280,7 +280,6 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
     if served:
         decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
-    decision.delete = [("Deployment", n) for n in obs.deployments if n not in wanted_deployments and served]
     status.selector = ",".join(f"{k}={v}" for k, v in selector_labels(obs.name).items())
     status.url = f"http://{obs.name}.{obs.namespace}.svc.cluster.local:{spec.port}/v1" if served else None
     if served:
@@ -307,6 +306,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.RECONCILING, "False" if stalled else "True", reason, message)
         cond(r.STALLED, "True" if stalled else "False", reason, message)
         status.replicas = status.readyReplicas = 0
+        status.architectures = []
         return decision
     cond(
         r.ENGINE_READY,
@@ -320,9 +320,19 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     )
     wanted = None if spec.autoscaling else spec.replicas
     results = [_rollout(obs.deployments.get(n), wanted) for n in wanted_deployments]
-    status.replicas = sum(x[3] for x in results)
-    status.readyReplicas = sum(x[4] for x in results)
+    # A Deployment no longer wanted (the engine moved to another architecture) keeps serving behind the
+    # same Service until every wanted one has rolled out: deleting it earlier is an outage.
+    stale = sorted(n for n in obs.deployments if n not in wanted_deployments)
+    rolled_out = all(x[0] for x in results)
+    retiring = [] if rolled_out else stale
+    if rolled_out:
+        decision.delete = [("Deployment", n) for n in stale]
+    status.architectures = _architectures(wanted_deployments, results, obs.deployments, retiring)
+    status.replicas = sum(a.replicas for a in status.architectures)
+    status.readyReplicas = sum(a.readyReplicas for a in status.architectures)
     summary = "; ".join(x[2] for x in results)
+    if retiring:
+        summary += f"; keeping {', '.join(retiring)} serving until the new Deployment is ready"
     if any(x[1] for x in results):
         cond(r.AVAILABLE, "False", r.ROLLOUT_STALLED, summary)
         cond(r.READY, "False", r.ROLLOUT_STALLED, summary)
@@ -341,6 +351,43 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     if blocked and not any(x[1] for x in results):
         _partially_served(status, blocked, served, cond)
     return decision
+
+
+def _cc_of(deployment: str) -> str:
+    """chat-sm90 -> 9.0, chat-sm100 -> 10.0 (render.serving.deployment_name)."""
+    digits = deployment.rsplit("-sm", 1)[-1]
+    return f"{digits[:-1]}.{digits[-1:]}" if digits.isdigit() and len(digits) >= 2 else ""
+
+
+def _architectures(
+    wanted: dict[str, _Served],
+    results: list[tuple[bool, bool, str, int, int]],
+    deployments: dict[str, dict[str, Any]],
+    retiring: list[str],
+) -> list[ArchitectureStatus]:
+    rows = [
+        ArchitectureStatus(
+            computeCapability=s.engine.computeCapability,
+            deployment=name,
+            engine=s.engine_name,
+            revision=s.engine.revision,
+            replicas=result[3],
+            readyReplicas=result[4],
+        )
+        for (name, s), result in zip(wanted.items(), results, strict=True)
+    ]
+    for name in retiring:
+        st = deployments[name].get("status") or {}
+        rows.append(
+            ArchitectureStatus(
+                computeCapability=_cc_of(name),
+                deployment=name,
+                replicas=int(st.get("replicas") or 0),
+                readyReplicas=int(st.get("readyReplicas") or 0),
+                retiring=True,
+            )
+        )
+    return rows
 
 
 def _partially_served(
