@@ -90,12 +90,14 @@ class Informer:
         transform: Callable[[Obj], Obj] = strip,
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
+        describe: Callable[[BaseException], str] = lambda error: str(error)[:300],
     ) -> None:
         self.name = name
         self._scopes = [_Scope(source, namespace) for source, namespace in sources]
         self._indexers = dict(indexers or {})
         self._transform = transform
         self._retry_base, self._retry_cap = retry_base, retry_cap
+        self._describe = describe  # k8s.describe_error: the API's reason, never HTTP headers
         self._lock = threading.RLock()
         self._store: dict[ObjKey, Obj] = {}
         self._index: dict[str, dict[str, set[ObjKey]]] = {name: {} for name in self._indexers}
@@ -239,7 +241,7 @@ class Informer:
                     "watch failed; retrying",
                     informer=self.name,
                     namespace=scope.namespace,
-                    error=str(error)[:300],
+                    error=self._describe(error),
                     retry_in=delay,
                 )
                 if stop.wait(delay):

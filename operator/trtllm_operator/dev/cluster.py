@@ -115,16 +115,25 @@ class LocalCluster:
     def restart_apiserver(self, *, down_for: float = 2.0, timeout: float = 120.0) -> None:
         """Stop kube-apiserver, keep it down ``down_for`` seconds, start it again with the same flags.
 
-        For tests of what clients do when the API server goes away (watches break, writes fail) and comes
-        back: etcd keeps the data, so the restarted server serves the same objects and resourceVersions.
+        For tests of what a client does when the API server goes away (watches break, writes fail) and
+        comes back: etcd keeps the data, so the restarted server serves the same objects and
+        resourceVersions. kube-controller-manager, kube-scheduler and KWOK are restarted after it: the
+        job controller of this build did not always resume after its API server went away (orphaned
+        pods kept their job-tracking finalizer), and later tests need a sound cluster. The client under
+        test is left alone.
         """
         self._stop("kube-apiserver", quiet=True)
         time.sleep(down_for)
-        self._start(
-            "kube-apiserver",
-            [str(self._binaries() / "kube-apiserver"), *self._apiserver_args(self.state_dir / "pki")],
-        )
+        pki_dir, bin_dir = self.state_dir / "pki", self._binaries()
+        self._start("kube-apiserver", [str(bin_dir / "kube-apiserver"), *self._apiserver_args(pki_dir)])
         self._wait_apiserver(timeout)
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self._stop(name, quiet=True)
+            args = getattr(self, f"_{name.replace('-', '_')}_args")(pki_dir, {})  # same files as before
+            self._start(name, [str(bin_dir / name), *args])
+        self._wait_https("kube-controller-manager", self.ports.controller_manager, timeout)
+        self._wait_https("kube-scheduler", self.ports.scheduler, timeout)
+        self._wait_http("kwok", f"http://127.0.0.1:{self.ports.kwok}/healthz", timeout)
 
     def down(self, *, quiet: bool = False) -> None:
         """Stop exactly the processes ``up`` started (by PID) and remove the cluster's data."""

@@ -133,33 +133,37 @@ class Caches:
         # Build and cleanup pods (their scheduling and exit status); serving pods are the Deployments'.
         job_pods = f"{managed},{c.LABEL_COMPONENT} in ({c.COMPONENT_BUILD},{c.COMPONENT_CLEANUP})"
         node_selector = ",".join(f"{k}={v}" for k, v in settings.node_selector.items()) or None
+
+        def informer(name: str, scopes: list[tuple[Any, str | None]], **kwargs: Any) -> Informer:
+            return Informer(name, scopes, describe=k8s.describe_error, **kwargs)
+
         return cls(
-            engines=Informer(
+            engines=informer(
                 "trtengines", sources(k8s.ENGINES), indexers={BY_BASELINE: _refs_index(engine_baseline_refs)}
             ),
-            services=Informer(
+            services=informer(
                 "inferenceservices",
                 sources(k8s.SERVICES),
                 indexers={BY_ENGINE_REF: _refs_index(service_engine_refs)},
             ),
-            jobs=Informer(
+            jobs=informer(
                 "jobs", sources(k8s.JOBS, managed), indexers={BY_ENGINE: _label_index(c.LABEL_ENGINE)}
             ),
-            pods=Informer(
+            pods=informer(
                 "pods",
                 sources(k8s.PODS, job_pods),
                 indexers={BY_JOB: _label_index("batch.kubernetes.io/job-name")},
             ),
-            deployments=Informer(
+            deployments=informer(
                 "deployments",
                 sources(k8s.DEPLOYMENTS, managed),
                 indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
             ),
-            core_services=Informer("services", sources(k8s.CORE_SERVICES, managed)),
-            hpas=Informer("horizontalpodautoscalers", sources(k8s.HPAS, managed)),
-            nodes=Informer("nodes", [(kube.list_watch(k8s.NODES, None, node_selector), None)]),
+            core_services=informer("services", sources(k8s.CORE_SERVICES, managed)),
+            hpas=informer("horizontalpodautoscalers", sources(k8s.HPAS, managed)),
+            nodes=informer("nodes", [(kube.list_watch(k8s.NODES, None, node_selector), None)]),
             # Whether a namespace is terminating (nothing can be created there: cleanup is skipped).
-            namespaces=Informer("namespaces", [(kube.list_watch(k8s.NAMESPACES, None), None)]),
+            namespaces=informer("namespaces", [(kube.list_watch(k8s.NAMESPACES, None), None)]),
         )
 
 
