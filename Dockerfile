@@ -16,4 +16,4 @@ COPY --from=build /usr/local/bin/trtllm-operator /usr/local/bin/trtllm-operator-
 COPY --from=build /app/site /app/site
 USER 65532:65532
 ENTRYPOINT ["trtllm-operator"]
-CMD ["run", "--liveness=http://0.0.0.0:8080/healthz"]
+CMD ["run", "--health-addr=:8080", "--metrics-addr=:8081"]
