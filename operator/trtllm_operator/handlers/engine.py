@@ -105,7 +105,10 @@ def _queued_since(status: dict[str, Any], now: datetime) -> str:
 
 def decide(rt: Runtime, obj: dict[str, Any], now: datetime) -> EngineDecision:
     """The pure reconcile, asking the build slots only when it wants to start a build."""
-    cfg = RenderConfig(builder_image=rt.settings.builder_image)
+    cfg = RenderConfig(
+        builder_image=rt.settings.builder_image,
+        cleanup_deadline_seconds=rt.settings.cleanup_deadline_seconds,
+    )
     obs = observe(rt, obj)
     decision = reconcile_engine(obs, cfg, now)
     if decision.needs_slot:

@@ -197,7 +197,7 @@ def reconcile_engine(obs: EngineObservation, cfg: RenderConfig, now: datetime) -
         first = error.errors()[0]
         spec, invalid = None, "spec." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
     if obs.deleting:  # before the spec check: a finalizer never outlives a spec we can't parse
-        _reconcile_deletion(obs, spec, work, decision)
+        _reconcile_deletion(obs, spec, work, decision, cfg.cleanup_deadline_seconds)
         return _checked(decision)
     if spec is None:
         work.stalled(
@@ -592,11 +592,12 @@ def _job_succeeded(
     work.ready(r.ENGINE_PROMOTED, f"serving revision {s.revision}: {candidate.uri}")
 
 
-CLEANUP_DEADLINE_SECONDS = 600
-
-
 def _reconcile_deletion(
-    obs: EngineObservation, spec: TRTEngineSpec | None, work: _Status, decision: EngineDecision
+    obs: EngineObservation,
+    spec: TRTEngineSpec | None,
+    work: _Status,
+    decision: EngineDecision,
+    deadline: int,
 ) -> None:
     """deletionPolicy Delete: a cleanup Job removes the engine files, then the finalizer goes.
 
@@ -645,7 +646,7 @@ def _reconcile_deletion(
         decision.remove_finalizer = True
         return
     if cleanup is None:
-        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec, CLEANUP_DEADLINE_SECONDS)]
+        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec, deadline)]
         decision.events.append(Event("Normal", r.DELETING_ENGINE_FILES, f"removing engine files at {where}"))
         message = f"cleanup Job created to remove {where}"
     else:
@@ -653,9 +654,7 @@ def _reconcile_deletion(
         pending = (
             f"; its pod can't be scheduled: {latest.unschedulable}" if latest and latest.unschedulable else ""
         )
-        message = (
-            f"cleanup Job {cleanup.name} removing {where} (deadline {CLEANUP_DEADLINE_SECONDS} s){pending}"
-        )
+        message = f"cleanup Job {cleanup.name} removing {where} (deadline {deadline} s){pending}"
     work.progressing(work.s.phase, r.DELETING_ENGINE_FILES, message)
 
 
