@@ -30,6 +30,9 @@ class OperatorSettings:
     resync_seconds: float = 600.0
     #: Worker threads reconciling different objects concurrently.
     workers: int = 4
+    #: Deadline of the Job that deletes a ``deletionPolicy: Delete`` engine's files; past it (a pod that
+    #: can never schedule), the TRTEngine's deletion finishes anyway, with a Warning naming the files.
+    cleanup_deadline_seconds: int = 600
     #: Namespaces to watch (empty: all). Set from `trtllm-operator run --namespace`.
     namespaces: tuple[str, ...] = ()
     #: Lease-based leader election: only the leader reconciles; a standby keeps its caches warm.
@@ -62,6 +65,7 @@ class OperatorSettings:
             node_selector=_selector(source.get("TRTLLM_NODE_SELECTOR", "")),
             resync_seconds=float(source.get("TRTLLM_RESYNC_SECONDS", "600")),
             workers=int(source.get("TRTLLM_WORKERS", "4")),
+            cleanup_deadline_seconds=int(source.get("TRTLLM_CLEANUP_DEADLINE_SECONDS", "600")),
             namespaces=namespaces,
             leader_election=_flag(source.get("TRTLLM_LEADER_ELECTION", "true")),
             lease_namespace=lease_namespace,

@@ -14,17 +14,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, utils
 
 from tests.integration.test_rbac import Identity, token_kubeconfig
-from tests.support import Kube, wait_for
+from tests.support import REPO, Kube, wait_for
 from tests.unit.test_chart import CHART, helm_template, tool
 from trtllm_operator.api import constants as c
 from trtllm_operator.dev.cluster import LocalCluster
@@ -230,32 +233,105 @@ def _dry_run_create(identity: Identity, job: dict[str, Any]) -> tuple[int, str]:
     return 201, ""
 
 
+def _escalation(**pod: Any) -> dict[str, Any]:
+    return _job("kube-system", **pod)
+
+
+#: One case per rule of the policy: (a Job only that rule refuses, a phrase only that rule's message has).
+#: test_each_admission_rule_is_needed drops each rule in turn and watches its case get through; the
+#: rule is the one whose expression mentions RULE_MARKERS[rule].
+RULE_MARKERS = {
+    "managed-by label": "app.kubernetes.io/managed-by",
+    "serviceAccountName": "serviceAccountName",
+    "token": "automountServiceAccountToken",
+    "volumes": "persistentVolumeClaim",
+    "host namespaces": "hostPID",
+    "privileged": "privileged",
+}
+RULE_CASES: dict[str, tuple[Any, str]] = {
+    "managed-by label": (lambda ns: _job(ns, labelled=False), "app.kubernetes.io/managed-by"),
+    "serviceAccountName": (
+        lambda ns: _escalation(serviceAccountName="clusterrole-aggregation-controller"),
+        "not clusterrole-aggregation-controller",
+    ),
+    "token": (lambda ns: _job(ns, automountServiceAccountToken=True), "never mount a ServiceAccount token"),
+    "volumes": (lambda ns: _job(ns, volumes=[{"name": "root", "hostPath": {"path": "/"}}]), "hostPath"),
+    "host namespaces": (lambda ns: _job(ns, hostPID=True), "host namespaces"),
+    "privileged": (
+        lambda ns: _job(
+            ns,
+            initContainers=[{"name": "i", "image": "b", "securityContext": {"privileged": True}}],
+        ),
+        "never privileged",
+    ),
+}
+
+
+def _wait_denied(identity: Identity, job: dict[str, Any]) -> None:
+    def denied() -> bool:  # the policy takes effect once the API server has compiled it
+        return _dry_run_create(identity, job)[0] in (403, 422)
+
+    wait_for(denied, 30, what="the ValidatingAdmissionPolicy to deny")
+
+
 def test_admission_policy_denies_the_kube_system_escalation(
     confined_operator: Identity, namespace: str
 ) -> None:
-    escalation = _job("kube-system", serviceAccountName="clusterrole-aggregation-controller")
-
-    def denied() -> bool:  # the policy takes effect once the API server has compiled it
-        return _dry_run_create(confined_operator, escalation)[0] in (403, 422)
-
-    wait_for(denied, 30, what="the ValidatingAdmissionPolicy to deny the escalation")
-    status, message = _dry_run_create(confined_operator, escalation)
-    assert "default ServiceAccount" in message, message
-    for bad, why in (
-        (_job(namespace, labelled=False), "app.kubernetes.io/managed-by"),
-        (_job(namespace, volumes=[{"name": "root", "hostPath": {"path": "/"}}]), "hostPath"),
-        (_job(namespace, automountServiceAccountToken=True), "token"),
-        (
-            _job(
-                namespace, containers=[{"name": "x", "image": "b", "securityContext": {"privileged": True}}]
-            ),
-            "privileged",
-        ),
-    ):
-        status, message = _dry_run_create(confined_operator, bad)
-        assert status in (403, 422), f"{why}: admitted"
-        assert why in message, message
+    _wait_denied(confined_operator, _escalation(serviceAccountName="clusterrole-aggregation-controller"))
+    for rule, (make, phrase) in RULE_CASES.items():
+        status, message = _dry_run_create(confined_operator, make(namespace))
+        assert status in (403, 422), f"{rule}: admitted"
+        assert phrase in message, (rule, message)
+    # the deprecated spelling alone: the API server copies it to serviceAccountName before admission,
+    # so the serviceAccountName rule (its message names the account) refuses it too
+    status, message = _dry_run_create(
+        confined_operator, _escalation(serviceAccount="clusterrole-aggregation-controller")
+    )
+    assert status in (403, 422)
+    assert "not clusterrole-aggregation-controller" in message, message
+    for host in ("hostNetwork", "hostIPC"):
+        assert _dry_run_create(confined_operator, _job(namespace, **{host: True}))[0] in (403, 422), host
+    privileged = [{"name": "x", "image": "b", "securityContext": {"privileged": True}}]
+    assert _dry_run_create(confined_operator, _job(namespace, containers=privileged))[0] in (403, 422)
     assert _dry_run_create(confined_operator, _job(namespace)) == (201, "")
+
+
+def _policy_api(kube: Kube) -> client.AdmissionregistrationV1Api:
+    return client.AdmissionregistrationV1Api(kube.api)
+
+
+def _confine_policy(kube: Kube) -> Any:
+    policies = _policy_api(kube).list_validating_admission_policy().items
+    return next(p for p in policies if p.metadata.name.endswith("-confine"))
+
+
+def _set_rules(kube: Kube, name: str, rules: list[dict[str, Any]]) -> None:
+    """Merge-patch the policy's validations (a list: replaced whole; no resourceVersion, as the API
+    server writes the policy's status after each change)."""
+    _policy_api(kube).patch_validating_admission_policy(name, {"spec": {"validations": rules}})
+
+
+def test_each_admission_rule_is_needed(kube: Kube, confined_operator: Identity, namespace: str) -> None:
+    """Drop each rule in turn: its own case gets through, so no rule is dead weight or untested."""
+    policy = _confine_policy(kube)
+    name = policy.metadata.name
+    rules: list[dict[str, Any]] = kube.api.sanitize_for_serialization(policy)["spec"]["validations"]
+    assert len(rules) == len(RULE_CASES), "a rule without a case in RULE_CASES"
+    try:
+        for rule, (make, _) in RULE_CASES.items():
+            case = make(namespace)
+            _wait_denied(confined_operator, case)
+            owner = [x for x in rules if RULE_MARKERS[rule] in x["expression"]]
+            assert len(owner) == 1, f"{rule}: {len(owner)} rules mention {RULE_MARKERS[rule]}"
+            _set_rules(kube, name, [x for x in rules if x is not owner[0]])
+            wait_for(
+                lambda c=case: _dry_run_create(confined_operator, c) == (201, ""),
+                30,
+                what=f"the {rule} case admitted once its rule is gone",
+            )
+            _set_rules(kube, name, rules)
+    finally:
+        _set_rules(kube, name, rules)
 
 
 # ------------------------------------------------------------------ helm over pre-existing CRDs
@@ -301,3 +377,57 @@ def _gone(kube: Kube, namespace: str) -> bool:
     except client.ApiException as error:
         return error.status == 404
     return False
+
+
+def _chart_with_crd(root: Path, group: str, extra_property: str | None) -> Path:
+    """A copy of the chart whose only CRD is TRTEngine's under ``group`` (so the shared CRDs of the test
+    cluster are untouched), optionally with one more spec property: a CRD change between versions."""
+    chart = root / "chart"
+    shutil.copytree(CHART, chart)
+    crds = chart / "files" / "crds"
+    for path in crds.glob("*.yaml"):
+        path.unlink()
+    crd = yaml.safe_load((REPO / "crds" / "trtllm.dev_trtengines.yaml").read_text())
+    crd["spec"]["group"] = group
+    crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
+    if extra_property:
+        for version in crd["spec"]["versions"]:
+            spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            spec["properties"][extra_property] = {"type": "string", "maxLength": 63}
+    (crds / f"{group}_trtengines.yaml").write_text(yaml.safe_dump(crd))
+    return chart
+
+
+def test_helm_upgrade_updates_a_changed_crd(
+    kube: Kube, cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    group, release, namespace = f"u{suffix}.trtllm.test", f"trtllm-crd-{suffix}", f"trtllm-crd-{suffix}"
+    name = f"{c.ENGINE_PLURAL}.{group}"
+    old = _chart_with_crd(tmp_path_factory.mktemp("old"), group, None)
+    new = _chart_with_crd(tmp_path_factory.mktemp("new"), group, "upgradedField")
+    common = ["-n", namespace, "--set", "admissionPolicy.enabled=false"]
+
+    def spec_properties() -> dict[str, Any]:
+        crd = kube.ext.read_custom_resource_definition(name)
+        properties: dict[str, Any] = (
+            crd.spec.versions[0].var_schema.open_apiv3_schema.properties["spec"].properties
+        )
+        return properties
+
+    try:
+        installed = _helm(cluster, "install", release, str(old), "--create-namespace", *common)
+        assert installed.returncode == 0, installed.stderr
+        assert "upgradedField" not in spec_properties()
+        upgraded = _helm(cluster, "upgrade", release, str(new), *common)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "upgradedField" in spec_properties()  # the release owns its CRD and upgrades it
+        crd = kube.ext.read_custom_resource_definition(name)
+        assert crd.metadata.annotations["meta.helm.sh/release-name"] == release
+        assert crd.metadata.annotations["helm.sh/resource-policy"] == "keep"
+    finally:
+        removed = _helm(cluster, "uninstall", release, "-n", namespace)
+        kube.core.delete_namespace(namespace, propagation_policy="Background")
+    assert removed.returncode == 0, removed.stderr
+    assert "upgradedField" in spec_properties()  # "keep": uninstall leaves the CRD (and the objects)
+    kube.ext.delete_custom_resource_definition(name)

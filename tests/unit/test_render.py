@@ -645,6 +645,7 @@ class TestJob:
             "image": "ghcr.io/trtllm-operator/trtllm-operator:0.1.0",
             "command": ["cp", "-a", "/app/site/.", "/opt/trtllm-operator/"],
             "volumeMounts": [{"name": "builder", "mountPath": "/opt/trtllm-operator"}],
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         }
         container = builder(job_of(make_spec()))
         assert container["image"] == IMAGE
@@ -678,7 +679,7 @@ class TestJob:
         assert "hf-secret" not in json.dumps(job["spec"]["template"]["spec"]["containers"][0]["command"])
 
     def test_no_token_env_without_secret(self) -> None:
-        assert [e["name"] for e in builder(job_of(make_spec()))["env"]] == ["PYTHONPATH"]
+        assert [e["name"] for e in builder(job_of(make_spec()))["env"]] == ["PYTHONPATH", "HOME"]
 
     def test_volumes_and_mounts(self) -> None:
         spec = make_spec(

@@ -28,6 +28,7 @@ from trtllm_operator.api.common import (
 )
 from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import ENGINE_NAME_MAX
+from trtllm_operator.api.security import PodSecurityContext, SecurityContext
 from trtllm_operator.trtllm import sm_rules
 from trtllm_operator.trtllm.cli_tables import EVAL_TASKS
 
@@ -623,6 +624,16 @@ class TRTEngineSpec(ApiModel):
         description="PriorityClass of the build pod.",
         max_length=253,
         json_schema_extra=validations(object_name_rule("spec.priorityClassName", "PriorityClass")),
+    )
+    podSecurityContext: PodSecurityContext | None = Field(
+        default=None,
+        description="Overrides of the build and cleanup pods' security context (default: non-root UID/GID "
+        "1000, fsGroup 1000, seccomp RuntimeDefault; meets Pod Security 'restricted').",
+    )
+    securityContext: SecurityContext | None = Field(
+        default=None,
+        description="Overrides of every build/cleanup container's security context (default: no "
+        "privilege escalation, all capabilities dropped).",
     )
     activeDeadlineSeconds: int = Field(
         default=14400, description="Wall-clock limit of a build (all attempts), in seconds.", ge=60, le=604800

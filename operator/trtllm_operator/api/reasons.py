@@ -27,6 +27,10 @@ DEGRADED: Final = "Degraded"
 
 # Reasons.
 INVALID_SPEC: Final = "InvalidSpec"
+#: The build pod breaks the namespace's Pod Security level (pod-security.kubernetes.io/enforce).
+POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
+#: A build Job that never started a pod is replaced because spec security contexts changed.
+JOB_REPLACED: Final = "JobReplaced"
 COMPATIBLE: Final = "Compatible"
 NO_COMPATIBLE_NODES: Final = "NoCompatibleNodes"
 PRECISION_UNSUPPORTED: Final = "PrecisionUnsupported"

@@ -22,6 +22,7 @@ from trtllm_operator.api.common import (
 )
 from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import SERVICE_NAME_MAX
+from trtllm_operator.api.security import PodSecurityContext, SecurityContext
 
 
 class AutoscalingSpec(ApiModel):
@@ -164,6 +165,16 @@ class InferenceServiceSpec(ApiModel):
     )
     tolerations: list[Toleration] | None = Field(
         default=None, description="Extra tolerations.", max_length=32
+    )
+    podSecurityContext: PodSecurityContext | None = Field(
+        default=None,
+        description="Overrides of the serving pods' security context (default: non-root UID/GID 1000, "
+        "fsGroup 1000, seccomp RuntimeDefault; meets Pod Security 'restricted').",
+    )
+    securityContext: SecurityContext | None = Field(
+        default=None,
+        description="Overrides of the serving container's security context (default: no privilege "
+        "escalation, all capabilities dropped).",
     )
     serve: ServeSpec = Field(
         default_factory=ServeSpec,

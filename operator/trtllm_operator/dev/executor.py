@@ -334,6 +334,7 @@ class Executor:
             if error.status != 404:
                 raise
         env["PYTHONPATH"] = pythonpath  # the pod's own PYTHONPATH points into its (absent) image
+        env["HOME"] = base.get("HOME", "/tmp")  # the pod HOME (/tmp) is in its image
         return env
 
     def _remaps(self, pod: Any) -> tuple[list[str], Path]:

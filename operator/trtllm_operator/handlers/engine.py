@@ -15,6 +15,7 @@ from trtllm_operator.api.conditions import ConditionStatus, find, rfc3339, set_c
 from trtllm_operator.api.engine import TRTEngineStatus
 from trtllm_operator.handlers.runtime import BY_ENGINE, BY_JOB, Key, Runtime
 from trtllm_operator.reconcile.engine import EngineDecision, EngineObservation, JobView, reconcile_engine
+from trtllm_operator.reconcile.podsecurity import ENFORCE_LABEL
 from trtllm_operator.reconcile.views import job_view
 from trtllm_operator.render.cleanup import cleanup_job_name
 from trtllm_operator.render.plan import RenderConfig
@@ -86,6 +87,7 @@ def observe(rt: Runtime, obj: dict[str, Any]) -> EngineObservation:
         has_finalizer=c.FINALIZER in (meta.get("finalizers") or []),
         cleanup_job=job_view(cleanup, cleanup_pods) if cleanup else None,
         namespace_terminating=bool(ns_meta.get("deletionTimestamp")),
+        pod_security_level=(ns_meta.get("labels") or {}).get(ENFORCE_LABEL),
     )
 
 
@@ -103,7 +105,10 @@ def _queued_since(status: dict[str, Any], now: datetime) -> str:
 
 def decide(rt: Runtime, obj: dict[str, Any], now: datetime) -> EngineDecision:
     """The pure reconcile, asking the build slots only when it wants to start a build."""
-    cfg = RenderConfig(builder_image=rt.settings.builder_image)
+    cfg = RenderConfig(
+        builder_image=rt.settings.builder_image,
+        cleanup_deadline_seconds=rt.settings.cleanup_deadline_seconds,
+    )
     obs = observe(rt, obj)
     decision = reconcile_engine(obs, cfg, now)
     if decision.needs_slot:

@@ -30,6 +30,7 @@ from trtllm_operator.gpu.knowledge import arch_name, parse_cc
 from trtllm_operator.gpu.labels import GpuNodeFacts
 from trtllm_operator.reconcile.gates import evaluate_gates
 from trtllm_operator.reconcile.placement import NoFit, Placement, choose_target
+from trtllm_operator.reconcile.podsecurity import violations
 from trtllm_operator.reconcile.trust import build_result_problem
 from trtllm_operator.reconcile.warnings import calibration_domain_mismatch, inflight_batching_warning
 from trtllm_operator.render import names
@@ -37,6 +38,7 @@ from trtllm_operator.render.cleanup import render_cleanup_job
 from trtllm_operator.render.job import render_engine_children
 from trtllm_operator.render.plan import RenderConfig, engine_claim, render_plan
 from trtllm_operator.render.presets import build_flags
+from trtllm_operator.render.security import container_security_context, pod_security_context, security_hash
 
 ANNOTATION_TARGET_CC = "trtllm.dev/target-compute-capability"
 ANNOTATION_TARGET_PRODUCT = "trtllm.dev/target-gpu-product"
@@ -75,6 +77,8 @@ class JobView:
     target_cc: str | None = None
     target_product: str | None = None
     pods: tuple[PodView, ...] = ()
+    #: The Job's trtllm.dev/pod-security-sha256 annotation (render/security.py); None on older Jobs.
+    security_hash: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -111,6 +115,8 @@ class EngineObservation:
     #: The engine's namespace has a deletionTimestamp: nothing can be created in it any more (403), so
     #: the cleanup Job can't run. The handler fills it from a watch-fed Namespace cache.
     namespace_terminating: bool = False
+    #: The namespace's pod-security.kubernetes.io/enforce level (from the same cache), None if unset.
+    pod_security_level: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,7 @@ def reconcile_engine(obs: EngineObservation, cfg: RenderConfig, now: datetime) -
         first = error.errors()[0]
         spec, invalid = None, "spec." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
     if obs.deleting:  # before the spec check: a finalizer never outlives a spec we can't parse
-        _reconcile_deletion(obs, spec, work, decision)
+        _reconcile_deletion(obs, spec, work, decision, cfg.cleanup_deadline_seconds)
         return _checked(decision)
     if spec is None:
         work.stalled(
@@ -398,8 +404,44 @@ def _observe_job(
         _job_succeeded(obs, spec, job, work, decision)
     elif job.failed_final:
         _job_failed(obs, spec, job, work, decision)
+    elif not job.pods and not job.active and _pod_security_refusal(obs, spec, job, work, decision):
+        return
     else:
         _job_running(job, latest, work)
+
+
+def _pod_security_refusal(
+    obs: EngineObservation, spec: TRTEngineSpec, job: JobView, work: _Status, decision: EngineDecision
+) -> bool:
+    """A build Job without a pod: replaced when the spec's security contexts changed since it was made
+    (it did no work), Stalled when its pod breaks the namespace's Pod Security level (PSA refuses the pod
+    and only a FailedCreate event on the Job says so)."""
+    wanted = security_hash(spec.podSecurityContext, spec.securityContext)
+    if job.security_hash is not None and job.security_hash != wanted:
+        decision.delete_jobs.append(job.name)
+        message = f"replacing build Job {job.name}: spec security contexts changed before it started a pod"
+        decision.events.append(Event("Normal", r.JOB_REPLACED, message))
+        work.s.build = None
+        work.progressing("Building", r.JOB_REPLACED, message)
+        return True
+    pod, container = (
+        pod_security_context(spec.podSecurityContext),
+        container_security_context(spec.securityContext),
+    )
+    problems = violations(obs.pod_security_level, pod, container)
+    if not problems:
+        return False
+    message = (
+        f"build Job {job.name} can't create its pod: namespace {obs.namespace} enforces Pod Security "
+        f'"{obs.pod_security_level}" (label pod-security.kubernetes.io/enforce) and the pod breaks it: '
+        f"{'; '.join(problems)}. Fix spec.podSecurityContext/spec.securityContext (the Job is replaced) "
+        "or relax the namespace's level"
+    )
+    work.cond(r.SCHEDULED, "False", r.POD_SECURITY_VIOLATION, message)
+    if not _is(work, r.STALLED, "True", r.POD_SECURITY_VIOLATION):
+        decision.events.append(Event("Warning", r.POD_SECURITY_VIOLATION, message))
+    work.stalled(r.POD_SECURITY_VIOLATION, message)
+    return True
 
 
 def _job_running(job: JobView, latest: PodView | None, work: _Status) -> None:
@@ -550,11 +592,12 @@ def _job_succeeded(
     work.ready(r.ENGINE_PROMOTED, f"serving revision {s.revision}: {candidate.uri}")
 
 
-CLEANUP_DEADLINE_SECONDS = 600
-
-
 def _reconcile_deletion(
-    obs: EngineObservation, spec: TRTEngineSpec | None, work: _Status, decision: EngineDecision
+    obs: EngineObservation,
+    spec: TRTEngineSpec | None,
+    work: _Status,
+    decision: EngineDecision,
+    deadline: int,
 ) -> None:
     """deletionPolicy Delete: a cleanup Job removes the engine files, then the finalizer goes.
 
@@ -603,7 +646,7 @@ def _reconcile_deletion(
         decision.remove_finalizer = True
         return
     if cleanup is None:
-        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec, CLEANUP_DEADLINE_SECONDS)]
+        decision.create = [render_cleanup_job(obs.namespace, obs.name, spec, deadline)]
         decision.events.append(Event("Normal", r.DELETING_ENGINE_FILES, f"removing engine files at {where}"))
         message = f"cleanup Job created to remove {where}"
     else:
@@ -611,9 +654,7 @@ def _reconcile_deletion(
         pending = (
             f"; its pod can't be scheduled: {latest.unschedulable}" if latest and latest.unschedulable else ""
         )
-        message = (
-            f"cleanup Job {cleanup.name} removing {where} (deadline {CLEANUP_DEADLINE_SECONDS} s){pending}"
-        )
+        message = f"cleanup Job {cleanup.name} removing {where} (deadline {deadline} s){pending}"
     work.progressing(work.s.phase, r.DELETING_ENGINE_FILES, message)
 
 

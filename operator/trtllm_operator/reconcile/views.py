@@ -10,6 +10,7 @@ from typing import Any
 
 from trtllm_operator.api import constants as c
 from trtllm_operator.reconcile.engine import ANNOTATION_TARGET_CC, ANNOTATION_TARGET_PRODUCT, JobView, PodView
+from trtllm_operator.render.security import SECURITY_ANNOTATION
 
 
 def _get(obj: Mapping[str, Any], *path: str) -> Any:
@@ -87,4 +88,5 @@ def job_view(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> JobVi
         target_cc=annotations.get(ANNOTATION_TARGET_CC),
         target_product=annotations.get(ANNOTATION_TARGET_PRODUCT),
         pods=tuple(pod_view(p) for p in pods),
+        security_hash=annotations.get(SECURITY_ANNOTATION),
     )

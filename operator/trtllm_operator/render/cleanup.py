@@ -7,6 +7,7 @@ from typing import Any
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.engine import TRTEngineSpec
 from trtllm_operator.render import names
+from trtllm_operator.render.security import HOME, container_security_context, pod_security_context
 
 
 def cleanup_job_name(engine: str) -> str:
@@ -43,6 +44,8 @@ def render_cleanup_job(
                     ],
                     **({"nodeSelector": dict(spec.nodeSelector)} if spec.nodeSelector else {}),
                     "automountServiceAccountToken": False,
+                    # The builder's UID/fsGroup: the files to remove are the ones it wrote.
+                    "securityContext": pod_security_context(spec.podSecurityContext),
                     "containers": [
                         {
                             "name": "cleanup",
@@ -50,6 +53,8 @@ def render_cleanup_job(
                             "command": ["rm", "-rf", "--one-file-system", target],
                             "volumeMounts": [{"name": "engines", "mountPath": c.ENGINES_MOUNT}],
                             "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                            "env": [{"name": "HOME", "value": HOME}],
+                            "securityContext": container_security_context(spec.securityContext),
                         }
                     ],
                     "volumes": [{"name": "engines", "persistentVolumeClaim": {"claimName": claim}}],

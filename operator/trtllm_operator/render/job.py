@@ -18,6 +18,13 @@ from trtllm_operator.api.plan import BuildPlan
 from trtllm_operator.gpu import GFD
 from trtllm_operator.render.names import claim_name, job_name, labels, plan_configmap_name
 from trtllm_operator.render.plan import RenderConfig, TargetLike, engine_claim, source_claims
+from trtllm_operator.render.security import (
+    HOME,
+    SECURITY_ANNOTATION,
+    container_security_context,
+    pod_security_context,
+    security_hash,
+)
 
 BUILDER_CONTAINER: Final = "builder"
 INSTALL_CONTAINER: Final = "install-builder"
@@ -157,7 +164,7 @@ def _volumes(name: str, spec: TRTEngineSpec, plan: BuildPlan) -> tuple[list[Obj]
 
 
 def _env(spec: TRTEngineSpec, plan: BuildPlan) -> list[Obj]:
-    env: list[Obj] = [{"name": "PYTHONPATH", "value": BUILDER_DIR}]
+    env: list[Obj] = [{"name": "PYTHONPATH", "value": BUILDER_DIR}, {"name": "HOME", "value": HOME}]
     ref = spec.model.tokenSecretRef
     if ref is not None and plan.model.token_env:
         secret = {"secretKeyRef": {"name": ref.name, "key": ref.key}}
@@ -169,11 +176,13 @@ def _pod_spec(
     name: str, spec: TRTEngineSpec, plan: BuildPlan, placement: TargetLike, cfg: RenderConfig
 ) -> Obj:
     volumes, mounts = _volumes(name, spec, plan)
+    container_security = container_security_context(spec.securityContext)
     install = {
         "name": INSTALL_CONTAINER,
         "image": cfg.builder_image,
         "command": ["cp", "-a", BUILDER_SITE, f"{BUILDER_DIR}/"],
         "volumeMounts": [{"name": "builder", "mountPath": BUILDER_DIR}],
+        "securityContext": dict(container_security),
     }
     builder = {
         "name": BUILDER_CONTAINER,
@@ -184,11 +193,13 @@ def _pod_spec(
         "volumeMounts": mounts,
         "terminationMessagePath": c.TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": dict(container_security),
     }
     pod: Obj = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
+        "securityContext": pod_security_context(spec.podSecurityContext),
         "affinity": _affinity(placement),
         "tolerations": _tolerations(spec),
         "initContainers": [install],
@@ -212,6 +223,7 @@ def render_job(
     cfg: RenderConfig,
 ) -> Obj:
     meta = _meta(job_name(name, plan.build_config_hash), namespace, plan, owner)
+    meta["annotations"] = {SECURITY_ANNOTATION: security_hash(spec.podSecurityContext, spec.securityContext)}
     failure_policy = {
         "rules": [
             {

@@ -82,6 +82,8 @@ class RenderConfig:
 
     builder_image: str = DEFAULT_BUILDER_IMAGE
     examples_dir: str = DEFAULT_EXAMPLES_DIR
+    #: activeDeadlineSeconds of the engine-files cleanup Job: past it, the deletion finishes anyway.
+    cleanup_deadline_seconds: int = 600
 
 
 def split_pvc(uri: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec
 from trtllm_operator.api.service import InferenceServiceSpec
 from trtllm_operator.gpu.knowledge import parse_cc
 from trtllm_operator.gpu.labels import GFD
+from trtllm_operator.render.security import HOME, container_security_context, pod_security_context
 
 #: Loading a large engine takes minutes: allow 10 minutes before liveness applies.
 STARTUP_FAILURES, PROBE_PERIOD = 60, 10
@@ -155,6 +156,7 @@ def render_deployment(
             "spec": {
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
+                "securityContext": pod_security_context(svc.podSecurityContext),
                 "affinity": {
                     "nodeAffinity": {
                         "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -172,6 +174,8 @@ def render_deployment(
                         "image": serving_image(svc, engine, engine_spec),
                         "args": serve_args(svc, engine_name, engine_spec, engine, model_name),
                         "ports": [{"name": "http", "containerPort": svc.port}],
+                        "env": [{"name": "HOME", "value": HOME}],
+                        "securityContext": container_security_context(svc.securityContext),
                         "resources": resources,
                         "volumeMounts": mounts,
                         "readinessProbe": probe,
