@@ -325,7 +325,7 @@ def test_get_category_and_printer_columns(kube: Kube, namespace: str, kubectl: A
         "REVISION",
         "PROMOTED",
         "READY",
-        "TOK/S",
+        "BENCH",
         "ENGINE",
         "REASON",
         "AGE",
@@ -336,7 +336,7 @@ def test_get_category_and_printer_columns(kube: Kube, namespace: str, kubectl: A
     assert row[header.index("TP")] == "4"
 
     narrow_header = kubectl("get", "trte", "-n", namespace).splitlines()[0].split()
-    assert "TOK/S" not in narrow_header  # priority-1 columns only with -o wide
+    assert "BENCH" not in narrow_header  # priority-1 columns only with -o wide
     assert "PRECISION" in narrow_header
 
     services = kubectl("get", "trtis", "-n", namespace).splitlines()

@@ -129,10 +129,17 @@ def test_build_limit_holds_with_12_engines_and_limit_4_in_fifo_order(
 
 
 def writes(process: OperatorProcess) -> float:
-    """Requests that change something (the Lease's renewals are updates too; see leases())."""
+    """Requests that changed something: successful creates, patches and deletes.
+
+    Both replicas start as candidates and may both try to create the missing Lease; the loser's create
+    is answered 409 and changed nothing, so only 2xx answers count.
+    """
     return sum(
-        process.metric_sum("trtllm_operator_api_requests_total", verb=verb)
-        for verb in ("create", "patch", "delete")
+        value
+        for key, value in process.metrics().items()
+        if key.startswith("trtllm_operator_api_requests_total{")
+        and any(f'verb="{verb}"' in key for verb in ("create", "patch", "delete"))
+        and 'code="2' in key
     )
 
 

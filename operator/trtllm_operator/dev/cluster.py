@@ -134,6 +134,11 @@ class LocalCluster:
         self._wait_https("kube-controller-manager", self.ports.controller_manager, timeout)
         self._wait_https("kube-scheduler", self.ports.scheduler, timeout)
         self._wait_http("kwok", f"http://127.0.0.1:{self.ports.kwok}/healthz", timeout)
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+            # Left running for the rest of the cluster's life and stopped by PID (`down`), like the ones
+            # `up` started from another process: this process won't reap them.
+            process = self._processes.pop(name)
+            process.returncode = 0
 
     def down(self, *, quiet: bool = False) -> None:
         """Stop exactly the processes ``up`` started (by PID) and remove the cluster's data."""
