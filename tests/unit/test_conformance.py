@@ -18,7 +18,14 @@ import yaml
 
 from trtllm_operator.api.engine import EngineStatus, TRTEngine, TRTEngineSpec
 from trtllm_operator.api.service import InferenceServiceSpec
-from trtllm_operator.dev.standins import prepare_dataset, quantize, trtllm_bench, trtllm_build, trtllm_eval
+from trtllm_operator.dev.standins import (
+    convert_checkpoint,
+    prepare_dataset,
+    quantize,
+    trtllm_bench,
+    trtllm_build,
+    trtllm_eval,
+)
 from trtllm_operator.gpu import ComputeCapability, compatibility_problems
 from trtllm_operator.gpu.knowledge import parse_cc
 from trtllm_operator.reconcile.placement import Placement
@@ -28,6 +35,7 @@ from trtllm_operator.render.plan import RenderConfig, render_plan
 from trtllm_operator.render.serving import serve_args
 from trtllm_operator.trtllm.cli import Command, check_argv
 from trtllm_operator.trtllm.cli_tables import (
+    CONVERT_12,
     EVAL_TASKS,
     PREPARE_DATASET_12,
     QUANTIZE_12,
@@ -199,8 +207,13 @@ def _agree(parser: argparse.ArgumentParser, cmd: Command) -> None:
 
 @pytest.mark.parametrize(
     ("module", "table"),
-    [(trtllm_build, TRTLLM_BUILD_12), (quantize, QUANTIZE_12), (prepare_dataset, PREPARE_DATASET_12)],
-    ids=["trtllm-build", "quantize.py", "prepare_dataset.py"],
+    [
+        (trtllm_build, TRTLLM_BUILD_12),
+        (quantize, QUANTIZE_12),
+        (prepare_dataset, PREPARE_DATASET_12),
+        (convert_checkpoint, CONVERT_12),
+    ],
+    ids=["trtllm-build", "quantize.py", "prepare_dataset.py", "convert_checkpoint.py"],
 )
 def test_standin_agrees_with_the_table_flag_by_flag(module: Any, table: Command) -> None:
     _agree(module.build_parser(), table)
@@ -298,3 +311,13 @@ class TestEvalTable:
                 assert sub.source.path.startswith("tensorrt_llm/evaluate/"), sub.prog
                 assert sub.source.commit, sub.prog
                 assert sub.source.commit != "unverified", sub.prog
+
+
+def test_convert_checkpoint_table_is_the_real_parser_not_just_what_we_render() -> None:
+    ok = ["--model_dir", "m", "--workers", "4", "--load_by_shard", "--use_parallel_embedding"]
+    assert check_argv(CONVERT_12, [*ok, "--embedding_sharding_dim", "1", "-sq", "0.5", "--per_token"]) == []
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--qformat", "fp8"])  # quantize.py's, not this one's
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--workers", "two"])
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--weight_only_precision", "int3"])
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--embedding_sharding_dim", "2"])
+    assert TABLES["1.3"].convert_checkpoint is None

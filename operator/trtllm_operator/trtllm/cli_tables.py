@@ -41,8 +41,8 @@ QUANTIZE_SRC: Final = Source(
 )
 CONVERT_SRC: Final = Source(
     "examples/models/core/llama/convert_checkpoint.py",
-    "unverified",
-    "1.2 line; only the flags the operator renders, from trtllm.md (UNVERIFIED: not re-read)",
+    "368f8f2ade001e8fcb955be39e4812f918d7fb92",
+    "1.2 line: imports emit_engine_arch_deprecation (the engine path's last releases); parse_arguments()",
 )
 PREPARE_CPP_SRC: Final = Source(
     "benchmarks/cpp/prepare_dataset.py",
@@ -213,15 +213,64 @@ QUANTIZE_12: Final = Command(
 )
 
 # --- convert_checkpoint.py (1.2) ----------------------------------------------------------------------
+#: llama's parse_arguments(). The other families' scripts (qwen, gemma, mixtral, phi) are NOT transcribed:
+#: their argv is checked against llama's, which shares the flags the operator renders.
 CONVERT_12: Final = Command(
     "convert_checkpoint.py",
     CONVERT_SRC,
     (
         opt("--model_dir"),
-        opt("--output_dir", default="tllm_checkpoint"),
-        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        opt("--meta_ckpt_dir"),
         opt("--tp_size", kind="int", default=1),
         opt("--pp_size", kind="int", default=1),
+        opt("--moe_tp_size", kind="int", default=-1),
+        opt("--cp_size", kind="int", default=1),
+        opt("--moe_ep_size", kind="int", default=-1),
+        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        opt("--vocab_size", kind="int", default=32000),
+        opt("--n_positions", kind="int", default=2048),
+        opt("--n_layer", kind="int", default=32),
+        opt("--n_head", kind="int", default=32),
+        opt("--n_kv_head", kind="int"),
+        opt("--n_embd", kind="int", default=4096),
+        opt("--inter_size", kind="int", default=11008),
+        opt("--multiple_of", kind="int"),
+        opt("--ffn_dim_multiplier", kind="float"),
+        opt("--rms_norm_eps", kind="float", default=1e-06),
+        switch("--use_weight_only"),
+        switch("--disable_weight_only_quant_plugin"),
+        # nargs='?' with const 'int8' upstream: a bare flag is accepted there, a value here (not modelled).
+        choice("--weight_only_precision", ("int8", "int4", "int8_gptq", "int4_gptq", "int4_awq"), "int8"),
+        opt("--calib_dataset", default="ccdv/cnn_dailymail"),
+        opt("--calib_size", kind="int", default=512),
+        opt("--calib_max_seq_length", kind="int", default=512),
+        opt("--smoothquant", "-sq", kind="float"),
+        switch("--use_qserve"),
+        switch("--per_channel"),
+        switch("--per_token"),
+        switch("--int8_kv_cache"),
+        switch("--fp8_kv_cache"),
+        opt("--quant_ckpt_path"),
+        switch("--use_fp8"),
+        switch("--use_nvfp4"),
+        switch("--use_fp8_rowwise"),
+        switch("--use_meta_fp8_rowwise_recipe"),
+        switch("--per_group"),
+        switch("--load_by_shard"),
+        opt("--hidden_act", default="silu"),
+        opt("--rotary_base", kind="float", default=10000.0),
+        opt("--group_size", kind="int", default=128),
+        switch("--load_model_on_cpu"),
+        switch("--use_parallel_embedding"),
+        choice("--embedding_sharding_dim", ("0", "1"), "0"),  # type=int, choices [0, 1]
+        opt("--output_dir", default="tllm_checkpoint"),
+        opt("--workers", kind="int", default=1),
+        opt("--moe_num_experts", kind="int", default=0),
+        opt("--moe_top_k", kind="int", default=0),
+        opt("--moe_renorm_mode", kind="int"),  # default MoeConfig.ExpertScaleNormalizationMode.RENORMALIZE
+        switch("--save_config_only"),
+        switch("--remove_duplicated_kv_heads"),
+        opt("--log_level", default="info"),  # a free str here, unlike trtllm-build's choice
     ),
 )
 
