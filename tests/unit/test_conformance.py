@@ -18,7 +18,14 @@ import yaml
 
 from trtllm_operator.api.engine import EngineStatus, TRTEngine, TRTEngineSpec
 from trtllm_operator.api.service import InferenceServiceSpec
-from trtllm_operator.dev.standins import prepare_dataset, quantize, trtllm_bench, trtllm_build
+from trtllm_operator.dev.standins import (
+    convert_checkpoint,
+    prepare_dataset,
+    quantize,
+    trtllm_bench,
+    trtllm_build,
+    trtllm_eval,
+)
 from trtllm_operator.gpu import ComputeCapability, compatibility_problems
 from trtllm_operator.gpu.knowledge import parse_cc
 from trtllm_operator.reconcile.placement import Placement
@@ -28,6 +35,8 @@ from trtllm_operator.render.plan import RenderConfig, render_plan
 from trtllm_operator.render.serving import serve_args
 from trtllm_operator.trtllm.cli import Command, check_argv
 from trtllm_operator.trtllm.cli_tables import (
+    CONVERT_12,
+    EVAL_TASKS,
     PREPARE_DATASET_12,
     QUANTIZE_12,
     TABLES,
@@ -198,8 +207,13 @@ def _agree(parser: argparse.ArgumentParser, cmd: Command) -> None:
 
 @pytest.mark.parametrize(
     ("module", "table"),
-    [(trtllm_build, TRTLLM_BUILD_12), (quantize, QUANTIZE_12), (prepare_dataset, PREPARE_DATASET_12)],
-    ids=["trtllm-build", "quantize.py", "prepare_dataset.py"],
+    [
+        (trtllm_build, TRTLLM_BUILD_12),
+        (quantize, QUANTIZE_12),
+        (prepare_dataset, PREPARE_DATASET_12),
+        (convert_checkpoint, CONVERT_12),
+    ],
+    ids=["trtllm-build", "quantize.py", "prepare_dataset.py", "convert_checkpoint.py"],
 )
 def test_standin_agrees_with_the_table_flag_by_flag(module: Any, table: Command) -> None:
     _agree(module.build_parser(), table)
@@ -219,3 +233,91 @@ def test_admission_task_enum_is_the_tables_tasks_and_perplexity() -> None:
     tasks = {t for line in TABLES.values() for t in line.eval_tasks}
     assert set(get_args(AccuracyTaskName)) == tasks | {"perplexity"}
     assert "humaneval" not in get_args(AccuracyTaskName)
+
+
+@pytest.mark.parametrize("version", ["1.2.0", "1.3.0"])
+def test_standin_eval_agrees_per_version(version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Global options, the task list and every task's options, flag by flag, at each line."""
+    monkeypatch.setenv("TRTLLM_SIM_VERSION", version)
+    line = "1.2" if version.startswith("1.2") else "1.3"
+    table = TABLES[line].trtllm_eval
+    _agree(trtllm_eval.build_parser(), table)
+    assert table.sub_names == list(EVAL_TASKS[line])
+
+
+EVAL_CASES = [
+    (backend, image, task)
+    for backend, image in (
+        ("tensorrt", BACKENDS["tensorrt"]),
+        ("pytorch", BACKENDS["pytorch"]),
+        ("pytorch", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"),
+    )
+    for task in TABLES["1.2" if image.endswith("1.2.0") else "1.3"].eval_tasks
+]
+
+
+@pytest.mark.parametrize(("backend", "image", "task"), EVAL_CASES)
+def test_every_rendered_trtllm_eval_argv_parses(backend: str, image: str, task: str) -> None:
+    """The accuracy step of each task, with a dataset and a sample count, parses at the image's line."""
+    spec = _spec("fp8", backend, GPUS["H100"], 1)
+    spec["image"] = image
+    spec["validation"]["accuracy"] = {
+        "tasks": [
+            {
+                "name": task,
+                "dataset": "pvc://data/evals/" + task,
+                "numSamples": 64,
+                "baseline": {"value": 0.5},
+                "maxDrop": 0.05,
+            }
+        ]
+    }
+    plan = _render(TRTEngineSpec.model_validate(spec), GPUS["H100"])
+    accuracy = [s for s in plan.steps if s.name == "accuracy"]
+    assert len(accuracy) == 1
+    assert accuracy[0].argv[0] == "trtllm-eval"
+    assert accuracy[0].argv.index(task) > accuracy[0].argv.index("--model")
+    assert "--num_samples" in accuracy[0].argv
+    assert "--dataset_path" in accuracy[0].argv
+    assert plan_problems(plan) == []
+
+
+class TestEvalTable:
+    def test_unknown_option_task_and_value_are_refused(self) -> None:
+        cmd = TABLES["1.2"].trtllm_eval
+        base = ["--model", "/e", "--tokenizer", "/t"]
+        assert check_argv(cmd, [*base, "gsm8k", "--fewshot_as_multiturn", "--apply_chat_template"]) == []
+        assert check_argv(cmd, [*base, "gsm8k", "--num_fewshot", "3"])  # mmlu's, not gsm8k's
+        assert check_argv(cmd, [*base, "cnn_dailymail", "--check_accuracy"])  # gone from cnn_dailymail
+        assert check_argv(cmd, [*base, "mmlu", "--num_samples", "ten"])
+        assert check_argv(cmd, [*base, "mmmu"])
+        assert check_argv(cmd, ["mmlu"])  # --model is required
+
+    def test_1_3_adds_mmmu_thinking_and_chat_template_kwargs(self) -> None:
+        cmd = TABLES["1.3"].trtllm_eval
+        assert (
+            check_argv(
+                cmd, ["--model", "m", "--disable_kv_cache_reuse", "mmmu", "--chat_template_kwargs", "{}"]
+            )
+            == []
+        )
+        assert check_argv(cmd, ["--model", "m", "gpqa_diamond", "--enable_thinking"]) == []
+        assert check_argv(TABLES["1.2"].trtllm_eval, ["--model", "m", "gpqa_diamond", "--enable_thinking"])
+        assert check_argv(TABLES["1.2"].trtllm_eval, ["--model", "m", "--disable_kv_cache_reuse", "mmlu"])
+
+    def test_every_task_cites_its_source(self) -> None:
+        for line in TABLES.values():
+            for sub in line.trtllm_eval.subcommands:
+                assert sub.source.path.startswith("tensorrt_llm/evaluate/"), sub.prog
+                assert sub.source.commit, sub.prog
+                assert sub.source.commit != "unverified", sub.prog
+
+
+def test_convert_checkpoint_table_is_the_real_parser_not_just_what_we_render() -> None:
+    ok = ["--model_dir", "m", "--workers", "4", "--load_by_shard", "--use_parallel_embedding"]
+    assert check_argv(CONVERT_12, [*ok, "--embedding_sharding_dim", "1", "-sq", "0.5", "--per_token"]) == []
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--qformat", "fp8"])  # quantize.py's, not this one's
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--workers", "two"])
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--weight_only_precision", "int3"])
+    assert check_argv(CONVERT_12, ["--model_dir", "m", "--embedding_sharding_dim", "2"])
+    assert TABLES["1.3"].convert_checkpoint is None

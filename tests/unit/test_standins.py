@@ -156,39 +156,94 @@ def bench(engine: Path, dataset: Path, *extra: str | Path, **env: str) -> subpro
 
 
 @pytest.mark.parametrize(
-    ("tool", "args"),
+    ("tool", "args", "said"),
     [
-        ("quantize.py", ["--model_dir", "m", "--qformatt", "fp8"]),
-        ("convert_checkpoint.py", ["--model_dir", "m", "--tp", "2"]),
-        ("trtllm-build", ["--checkpoint_dir", "c", "--max_batchsize", "8"]),
-        ("trtllm-build", ["--checkpoint", "c"]),  # abbreviations are rejected, never guessed
-        ("trtllm-bench", ["--model", "m", "throughput", "--dataset", "d", "--concurency", "4"]),
-        ("trtllm-eval", ["--model", "m", "gsm8k", "--dataset", "d"]),
-        ("prepare_dataset.py", ["--tokenizer", "t", "--std-out", "token-norm-dist"]),
+        ("quantize.py", ["--model_dir", "m", "--qformatt", "fp8"], "unrecognized arguments: --qformatt"),
+        ("convert_checkpoint.py", ["--model_dir", "m", "--tp", "2"], "unrecognized arguments: --tp"),
+        ("trtllm-build", ["--checkpoint_dir", "c", "--max_batchsize", "8"], "unrecognized arguments"),
+        # abbreviations are rejected, never guessed
+        ("trtllm-build", ["--checkpoint", "c"], "unrecognized arguments: --checkpoint"),
+        # click CLIs: click's wording, same exit status
+        (
+            "trtllm-bench",
+            ["--model", "m", "throughput", "--dataset", "d", "--concurency", "4"],
+            "Error: No such option: --concurency",
+        ),
+        ("trtllm-eval", ["--model", "m", "gsm8k", "--dataset", "d"], "Error: No such option: --dataset"),
+        (
+            "trtllm-eval",
+            ["--model", "m", "cnn_dailymail", "--check_accuracy"],
+            "No such option: --check_accuracy",
+        ),
+        ("trtllm-eval", ["gsm8k"], "Error: Missing option '--model'."),
+        (
+            "prepare_dataset.py",
+            [
+                "--tokenizer",
+                "t",
+                "--std-out",
+                "token-norm-dist",
+                "--num-requests",
+                "1",
+                "--input-mean",
+                "1",
+                "--input-stdev",
+                "0",
+                "--output-mean",
+                "1",
+                "--output-stdev",
+                "0",
+            ],
+            "Error: No such option: --std-out",
+        ),
     ],
 )
-def test_unknown_flag_fails_like_argparse(tool: str, args: list[str]) -> None:
+def test_unknown_flag_fails_like_the_real_parser(tool: str, args: list[str], said: str) -> None:
     result = run(tool, *args)
     assert result.returncode == 2
-    assert (
-        "unrecognized arguments" in result.stderr or "the following arguments are required" in result.stderr
-    )
+    assert said in result.stderr
     assert result.stdout == ""
 
 
 @pytest.mark.parametrize(
-    ("tool", "args", "bad"),
+    ("tool", "args", "said"),
     [
-        ("quantize.py", ["--model_dir", "m", "--qformat", "fp4"], "'fp4'"),
-        ("trtllm-build", ["--checkpoint_dir", "c", "--gemm_swiglu_plugin", "bfloat16"], "'bfloat16'"),
-        ("trtllm-build", ["--checkpoint_dir", "c", "--kv_cache_type", "pagedd"], "'pagedd'"),
-        ("trtllm-eval", ["--model", "m", "humaneval"], "'humaneval'"),
+        ("quantize.py", ["--model_dir", "m", "--qformat", "fp4"], "invalid choice: 'fp4'"),
+        (
+            "trtllm-build",
+            ["--checkpoint_dir", "c", "--gemm_swiglu_plugin", "bfloat16"],
+            "invalid choice: 'bfloat16'",
+        ),
+        ("trtllm-build", ["--checkpoint_dir", "c", "--kv_cache_type", "pagedd"], "invalid choice: 'pagedd'"),
+        ("trtllm-eval", ["--model", "m", "humaneval"], "Error: No such command 'humaneval'."),
+        ("trtllm-eval", ["--model", "m", "mmmu"], "Error: No such command 'mmmu'."),  # 1.3 only
+        (
+            "trtllm-eval",
+            ["--model", "m", "--backend", "trt", "mmlu"],
+            "Error: Invalid value for '--backend': 'trt' is not one of 'pytorch', 'tensorrt'.",
+        ),
     ],
 )
-def test_bad_choice_fails_like_argparse(tool: str, args: list[str], bad: str) -> None:
+def test_bad_choice_fails_like_the_real_parser(tool: str, args: list[str], said: str) -> None:
     result = run(tool, *args)
     assert result.returncode == 2
-    assert f"invalid choice: {bad}" in result.stderr
+    assert said in result.stderr
+
+
+def test_eval_tasks_and_options_follow_the_simulated_version() -> None:
+    assert (
+        "No such command 'mmmu'"
+        in run("trtllm-eval", "--model", "m", "mmmu", TRTLLM_SIM_VERSION="1.2.0").stderr
+    )
+    on_13 = run("trtllm-eval", "--model", "m", "--backend", "tensorrt", "mmmu", TRTLLM_SIM_VERSION="1.3.0")
+    assert on_13.returncode == 2
+    assert "Invalid value for '--backend': 'tensorrt' is not one of 'pytorch'." in on_13.stderr
+    thinking = ["--model", "m", "gpqa_main", "--enable_thinking"]
+    assert (
+        "No such option: --enable_thinking"
+        in run("trtllm-eval", *thinking, TRTLLM_SIM_VERSION="1.2.0").stderr
+    )
+    assert "No such option" not in run("trtllm-eval", *thinking, TRTLLM_SIM_VERSION="1.3.0").stderr
 
 
 # --- quantize.py ------------------------------------------------------------------------------------

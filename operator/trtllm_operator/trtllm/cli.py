@@ -12,6 +12,9 @@ Pure: no I/O, no imports beyond the standard library.
 from __future__ import annotations
 
 import argparse
+import re
+import sys
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -205,9 +208,46 @@ def _add(parser: argparse.ArgumentParser, o: Opt) -> None:
     parser.add_argument(*o.names, **kwargs)  # type: ignore[arg-type]
 
 
+class ClickStyleParser(argparse.ArgumentParser):
+    """argparse with click's error wording, for tables of click CLIs: exit 2 and ``Error: No such option``.
+
+    click says ``No such option: --x`` (argparse: ``unrecognized arguments``), ``No such command 'x'.``
+    (argparse: ``invalid choice`` for the subcommand), ``Missing option '--x'.`` and ``Invalid value for
+    '--x': ...``; the wording is click 8's, the exit status the same (2) either way.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"Try '{self.prog} --help' for help.\n\nError: {click_message(message)}\n")
+
+
+def click_message(message: str) -> str:
+    """An argparse error message in click's words (unchanged where click has none of its own)."""
+    if m := re.match(r"unrecognized arguments: (\S+)", message):
+        return f"No such option: {m.group(1)}"
+    if m := re.match(r"argument (?:command|subcommand): invalid choice: '([^']*)'", message):
+        return f"No such command '{m.group(1)}'."
+    if m := re.match(r"the following arguments are required: (--\S+?)(?:,|$)", message):
+        return f"Missing option '{m.group(1)}'."
+    if m := re.match(r"the following arguments are required: (command|subcommand)", message):
+        return "Missing command."
+    if m := re.match(r"argument (\S+): invalid choice: ('[^']*') \(choose from (.*)\)", message):
+        return f"Invalid value for '{m.group(1)}': {m.group(2)} is not one of {m.group(3)}."
+    if m := re.match(r"argument (\S+): invalid (int|float) value: ('[^']*')", message):
+        kind = "integer" if m.group(2) == "int" else "float"
+        return f"Invalid value for '{m.group(1)}': {m.group(3)} is not a valid {kind}."
+    if m := re.match(r"argument (\S+): expected one argument", message):
+        return f"Option '{m.group(1)}' requires an argument."
+    return message
+
+
 def to_argparse(cmd: Command, description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser accepting exactly ``cmd`` (subcommands land in ``args.command``)."""
-    parser = argparse.ArgumentParser(prog=cmd.prog, allow_abbrev=False, description=description)
+    """An argparse parser accepting exactly ``cmd`` (subcommands land in ``args.command``).
+
+    A click table (``style="click"``) gets :class:`ClickStyleParser`, so errors read like click's.
+    """
+    cls = ClickStyleParser if cmd.style == "click" else argparse.ArgumentParser
+    parser = cls(prog=cmd.prog, allow_abbrev=False, description=description)
     _fill(parser, cmd, 0)
     return parser
 

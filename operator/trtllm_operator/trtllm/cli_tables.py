@@ -41,8 +41,8 @@ QUANTIZE_SRC: Final = Source(
 )
 CONVERT_SRC: Final = Source(
     "examples/models/core/llama/convert_checkpoint.py",
-    "unverified",
-    "1.2 line; only the flags the operator renders, from trtllm.md (UNVERIFIED: not re-read)",
+    "368f8f2ade001e8fcb955be39e4812f918d7fb92",
+    "1.2 line: imports emit_engine_arch_deprecation (the engine path's last releases); parse_arguments()",
 )
 PREPARE_CPP_SRC: Final = Source(
     "benchmarks/cpp/prepare_dataset.py",
@@ -213,15 +213,64 @@ QUANTIZE_12: Final = Command(
 )
 
 # --- convert_checkpoint.py (1.2) ----------------------------------------------------------------------
+#: llama's parse_arguments(). The other families' scripts (qwen, gemma, mixtral, phi) are NOT transcribed:
+#: their argv is checked against llama's, which shares the flags the operator renders.
 CONVERT_12: Final = Command(
     "convert_checkpoint.py",
     CONVERT_SRC,
     (
         opt("--model_dir"),
-        opt("--output_dir", default="tllm_checkpoint"),
-        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        opt("--meta_ckpt_dir"),
         opt("--tp_size", kind="int", default=1),
         opt("--pp_size", kind="int", default=1),
+        opt("--moe_tp_size", kind="int", default=-1),
+        opt("--cp_size", kind="int", default=1),
+        opt("--moe_ep_size", kind="int", default=-1),
+        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        opt("--vocab_size", kind="int", default=32000),
+        opt("--n_positions", kind="int", default=2048),
+        opt("--n_layer", kind="int", default=32),
+        opt("--n_head", kind="int", default=32),
+        opt("--n_kv_head", kind="int"),
+        opt("--n_embd", kind="int", default=4096),
+        opt("--inter_size", kind="int", default=11008),
+        opt("--multiple_of", kind="int"),
+        opt("--ffn_dim_multiplier", kind="float"),
+        opt("--rms_norm_eps", kind="float", default=1e-06),
+        switch("--use_weight_only"),
+        switch("--disable_weight_only_quant_plugin"),
+        # nargs='?' with const 'int8' upstream: a bare flag is accepted there, a value here (not modelled).
+        choice("--weight_only_precision", ("int8", "int4", "int8_gptq", "int4_gptq", "int4_awq"), "int8"),
+        opt("--calib_dataset", default="ccdv/cnn_dailymail"),
+        opt("--calib_size", kind="int", default=512),
+        opt("--calib_max_seq_length", kind="int", default=512),
+        opt("--smoothquant", "-sq", kind="float"),
+        switch("--use_qserve"),
+        switch("--per_channel"),
+        switch("--per_token"),
+        switch("--int8_kv_cache"),
+        switch("--fp8_kv_cache"),
+        opt("--quant_ckpt_path"),
+        switch("--use_fp8"),
+        switch("--use_nvfp4"),
+        switch("--use_fp8_rowwise"),
+        switch("--use_meta_fp8_rowwise_recipe"),
+        switch("--per_group"),
+        switch("--load_by_shard"),
+        opt("--hidden_act", default="silu"),
+        opt("--rotary_base", kind="float", default=10000.0),
+        opt("--group_size", kind="int", default=128),
+        switch("--load_model_on_cpu"),
+        switch("--use_parallel_embedding"),
+        choice("--embedding_sharding_dim", ("0", "1"), "0"),  # type=int, choices [0, 1]
+        opt("--output_dir", default="tllm_checkpoint"),
+        opt("--workers", kind="int", default=1),
+        opt("--moe_num_experts", kind="int", default=0),
+        opt("--moe_top_k", kind="int", default=0),
+        opt("--moe_renorm_mode", kind="int"),  # default MoeConfig.ExpertScaleNormalizationMode.RENORMALIZE
+        switch("--save_config_only"),
+        switch("--remove_duplicated_kv_heads"),
+        opt("--log_level", default="info"),  # a free str here, unlike trtllm-build's choice
     ),
 )
 
@@ -352,28 +401,100 @@ EVAL_TASKS: Final[dict[Line, tuple[str, ...]]] = {
         "mmmu",
     ),
 }
-#: Options of each task subcommand (tensorrt_llm/evaluate/*.py, as transcribed for the stand-in: not re-read).
-_TASK_COMMON: Final = (
-    opt("--dataset_path"),
-    opt("--num_samples", kind="int"),
-    opt("--random_seed", kind="int", default=0),
-    opt("--max_input_length", kind="int"),
-    opt("--max_output_length", kind="int"),
-)
-_TASK_EXTRA: Final[dict[str, tuple[Opt, ...]]] = {
-    "cnn_dailymail": (
-        opt("--rouge_path", default="rouge"),
-        switch("--check_accuracy"),
-        opt("--accuracy_threshold", kind="float"),
-    ),
-    "mmlu": (
-        opt("--num_fewshot", kind="int", default=5),
-        switch("--apply_chat_template"),
-        opt("--system_prompt"),
-        switch("--check_accuracy"),
-        opt("--accuracy_threshold", kind="float"),
-    ),
+#: The task classes' ``command`` options. The index holds many versions of each file and does not date
+#: them, so each line takes the version whose task list matches that line's eval.py: for 1.2 an
+#: lm_eval.py without the MMMU class (eval.py @ 01d0cc69 registers no mmmu), for 1.3 one with MMMU but
+#: without the later MMMUPro (eval.py @ 2a9abd95 registers mmmu, not mmmu_pro). A version the index
+#: names by id only is cited by that id (read_file id=...).
+EVAL_TASK_SRC: Final[dict[Line, dict[str, Source]]] = {
+    "1.2": {
+        "cnn_dailymail": Source(
+            "tensorrt_llm/evaluate/cnn_dailymail.py",
+            "index id 252021908",
+            "the newest stored version (help texts, --apply_chat_template, no --check_accuracy); both lines",
+        ),
+        "mmlu": Source(
+            "tensorrt_llm/evaluate/mmlu.py",
+            "0c8de69a1ca6213eebb20a51873890ff128666c2",
+            "the newest stored version (--chat_template_kwargs); both lines (UNVERIFIED for 1.2)",
+        ),
+        "lm_eval": Source(
+            "tensorrt_llm/evaluate/lm_eval.py",
+            "index id 2510327421",
+            "1.2 line: gsm8k and gpqa_* end the file (no MMMU class), as eval.py @ 01d0cc69 imports",
+        ),
+        "json_mode_eval": Source(
+            "tensorrt_llm/evaluate/json_mode_eval.py",
+            "index id 31948579",
+            "before --output_dir (which came with lm_eval.py's MMMUPro-era options); both lines",
+        ),
+    },
+    "1.3": {
+        "lm_eval": Source(
+            "tensorrt_llm/evaluate/lm_eval.py",
+            "00dc3b46824cce5a8b5fa166012a9dd45e027527",
+            "1.3 line: has MMMU, no MMMUPro, as eval.py @ 2a9abd95 imports",
+        ),
+    },
 }
+EVAL_TASK_SRC["1.3"] = {**EVAL_TASK_SRC["1.2"], **EVAL_TASK_SRC["1.3"]}
+
+
+def _task_opts(*, max_in: int, max_out: int, extra: tuple[Opt, ...] = ()) -> tuple[Opt, ...]:
+    """dataset_path / num_samples / random_seed first, the task's own options, then the two lengths."""
+    return (
+        opt("--dataset_path"),
+        opt("--num_samples", kind="int"),
+        opt("--random_seed", kind="int", default=0),
+        *extra,
+        opt("--max_input_length", kind="int", default=max_in),
+        opt("--max_output_length", kind="int", default=max_out),
+    )
+
+
+_CHAT: Final = switch("--apply_chat_template")
+_SYSTEM: Final = opt("--system_prompt")
+_CHAT_KWARGS: Final = opt("--chat_template_kwargs")  # a JSON string (json.loads callback)
+_CHECK: Final = (switch("--check_accuracy"),)
+
+
+def _task_table(line: Line) -> dict[str, tuple[Opt, ...]]:
+    """Each task's options at ``line`` (types, defaults as the click decorators have them)."""
+    new = line == "1.3"
+    kwargs = (_CHAT_KWARGS,) if new else ()
+    thinking = (switch("--enable_thinking"),) if new else ()
+    gpqa = _task_opts(max_in=4096, max_out=32768, extra=(_CHAT, *kwargs, _SYSTEM, *thinking))
+    tasks = {
+        "cnn_dailymail": _task_opts(max_in=924, max_out=100, extra=(opt("--rouge_path"), _CHAT, _SYSTEM)),
+        "mmlu": (
+            *_task_opts(
+                max_in=4094,
+                max_out=2,
+                extra=(opt("--num_fewshot", kind="int", default=5), _CHAT, _CHAT_KWARGS, _SYSTEM),
+            ),
+            *_CHECK,
+            opt("--accuracy_threshold", kind="float", default=30.0),
+        ),
+        "gsm8k": _task_opts(
+            max_in=4096,
+            max_out=256,
+            extra=(_CHAT, *kwargs, switch("--fewshot_as_multiturn"), _SYSTEM),
+        ),
+        "gpqa_diamond": gpqa,
+        "gpqa_main": gpqa,
+        "gpqa_extended": gpqa,
+        "json_mode_eval": _task_opts(max_in=1024, max_out=512, extra=(_SYSTEM,)),
+    }
+    if new:
+        tasks["mmmu"] = _task_opts(max_in=8192, max_out=512, extra=(_CHAT_KWARGS, _SYSTEM))
+    return tasks
+
+
+def _task_source(line: Line, task: str) -> Source:
+    srcs = EVAL_TASK_SRC[line]
+    return srcs.get(task, srcs["lm_eval"])
+
+
 _EVAL_GLOBAL: Final = (
     opt("--model", required=True),
     opt("--tokenizer"),
@@ -396,9 +517,9 @@ def _eval(line: Line) -> Command:
     src = EVAL_12_SRC if line == "1.2" else EVAL_13_SRC
     backends = ("pytorch", "tensorrt") if line == "1.2" else ("pytorch",)
     extra = () if line == "1.2" else (switch("--disable_kv_cache_reuse"),)
+    table = _task_table(line)
     tasks = tuple(
-        Command(f"trtllm-eval {t}", src, _TASK_COMMON + _TASK_EXTRA.get(t, ()), style="click")
-        for t in EVAL_TASKS[line]
+        Command(f"trtllm-eval {t}", _task_source(line, t), table[t], style="click") for t in EVAL_TASKS[line]
     )
     return Command(
         "trtllm-eval",

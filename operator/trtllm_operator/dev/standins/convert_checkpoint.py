@@ -1,8 +1,11 @@
 """Stand-in for ``examples/models/core/<family>/convert_checkpoint.py`` (HF -> unquantized checkpoint).
 
-Only the flags ``shared/reference/trtllm.md`` documents (``--model_dir --output_dir --dtype --tp_size
---pp_size``). Runs on CPU like the real converters, and writes the same checkpoint layout as
-``quantize.py`` with ``quant_algo`` and ``kv_cache_quant_algo`` null (no ``calibration`` block).
+The parser is llama's real one (``trtllm/cli_tables.py`` CONVERT_12, transcribed from
+``examples/models/core/llama/convert_checkpoint.py``; the other families' scripts are checked
+against it too), so a valid flag is accepted and an invalid one refused; only ``--model_dir``,
+``--output_dir``, ``--dtype``, ``--tp_size`` and ``--pp_size`` change what is written. Runs on CPU
+like the real converters, and writes the same checkpoint layout as ``quantize.py`` with
+``quant_algo`` and ``kv_cache_quant_algo`` null (no ``calibration`` block).
 """
 
 from __future__ import annotations
@@ -19,22 +22,21 @@ from trtllm_operator.dev.standins._artifacts import (
     resolve_dtype,
     write_checkpoint,
 )
-from trtllm_operator.dev.standins._common import run_tool, say, step
+from trtllm_operator.dev.standins._common import ToolError, run_tool, say, step
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import CONVERT_12
 
 TOOL: Final = "convert_checkpoint.py"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--output_dir", default="tllm_checkpoint")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"])
-    parser.add_argument("--tp_size", type=int, default=1)
-    parser.add_argument("--pp_size", type=int, default=1)
-    return parser
+    """Exactly the options of the real llama convert_checkpoint.py of the 1.2 line (``cli_tables``)."""
+    return to_argparse(CONVERT_12, description=__doc__.splitlines()[0])
 
 
 def execute(args: argparse.Namespace) -> None:
+    if args.model_dir is None:  # default None upstream; the HF path then fails on it
+        raise ToolError("--model_dir is required (a Hugging Face checkpoint directory)", "ValueError")
     hf = load_hf_model(args.model_dir)
     dtype = resolve_dtype(args.dtype, hf.torch_dtype)
     mapping = make_mapping(args.tp_size, args.pp_size)

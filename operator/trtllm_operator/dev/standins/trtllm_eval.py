@@ -1,13 +1,12 @@
 """Stand-in for ``trtllm-eval --model M [...] <task> [...]`` (accuracy checks).
 
-CLI from TensorRT-LLM ``tensorrt_llm/commands/eval.py`` and ``tensorrt_llm/evaluate/*.py`` (main,
-2025): global ``--model`` (required), ``--tokenizer``, ``--backend`` (pytorch|tensorrt, default
-pytorch), ``--log_level``, ``--max_beam_width``, ``--max_batch_size``, ``--max_num_tokens``,
-``--max_seq_len``, ``--tp_size``, ``--pp_size``, ``--kv_cache_free_gpu_memory_fraction``; tasks are
-the subcommands the real tool registers for text models -- ``cnn_dailymail``, ``mmlu``, ``gsm8k``,
-``gpqa_diamond``, ``gpqa_main``, ``gpqa_extended`` -- with their ``--dataset_path``, ``--num_samples``,
-``--random_seed``, ``--max_input_length``, ``--max_output_length`` and task-specific options. There
-is no ``humaneval`` task (nor a ``--output_json`` option) in the real tool.
+The CLI is the real one's at the simulated version (``TRTLLM_SIM_VERSION``'s release line): the parser is
+built from ``trtllm/cli_tables.py`` (global options from ``tensorrt_llm/commands/eval.py``, each task
+subcommand's from its class's ``command`` in ``tensorrt_llm/evaluate/*.py``; files and commits cited
+there). 1.2 has cnn_dailymail, mmlu, gsm8k, gpqa_diamond/main/extended and json_mode_eval; 1.3 adds
+mmmu and ``--disable_kv_cache_reuse`` and has no ``--backend tensorrt``. There is no ``humaneval`` task
+(nor an ``--output_json`` option) in the real tool. Errors read like click's: exit 2 with
+``Error: No such option: --x`` / ``Error: No such command 'x'.``
 
 Score: ``TRTLLM_SIM_EVAL`` (JSON ``{"<task>": score}``) or the task default, on the real tool's 0-100
 scale, printed in the real log format (``MMLU weighted average accuracy: 68.20 (14042)``,
@@ -16,7 +15,7 @@ scale, printed in the real log format (``MMLU weighted average accuracy: 68.20 (
 
 Checks: a GPU; ``--backend tensorrt`` needs ``--model`` to be a loadable engine dir (same rules as
 trtllm-bench) and ``--tokenizer``; without ``--dataset_path`` the dataset is downloaded, which fails
-when ``HF_HUB_OFFLINE`` is set; ``--check_accuracy`` (mmlu, cnn_dailymail) fails below the threshold.
+when ``HF_HUB_OFFLINE`` is set; ``--check_accuracy`` (mmlu) fails below ``--accuracy_threshold``.
 """
 
 from __future__ import annotations
@@ -30,79 +29,51 @@ from pathlib import Path
 from typing import Any, Final
 
 from trtllm_operator.dev.standins._artifacts import load_hf_model, write_json
-from trtllm_operator.dev.standins._common import ToolError, hub_offline, log, require_gpus, run_tool, step
+from trtllm_operator.dev.standins._common import (
+    ToolError,
+    hub_offline,
+    log,
+    require_gpus,
+    run_tool,
+    sim_version,
+    step,
+)
 from trtllm_operator.dev.standins._rules import load_runnable_engine
+from trtllm_operator.trtllm.cli import to_argparse
+from trtllm_operator.trtllm.cli_tables import TABLES, line_of
 
 TOOL: Final = "trtllm-eval"
 ENV_EVAL: Final = "TRTLLM_SIM_EVAL"
 ENV_EVAL_REPORT: Final = "TRTLLM_SIM_EVAL_REPORT"
-LOG_LEVELS: Final = ["internal_error", "error", "warning", "info", "verbose", "debug", "trace"]
 
 
 @dataclass(frozen=True)
 class Task:
     name: str
     default_score: float
-    max_input_length: int
-    max_output_length: int
     lm_eval_name: str | None = None  # reported through lm-eval's "average accuracy" line
-    accuracy_threshold: float | None = None  # tasks with --check_accuracy
     full_size: int = 0
 
 
 TASKS: Final = {
     task.name: task
     for task in (
-        Task("cnn_dailymail", 28.0, 924, 100, accuracy_threshold=15.0, full_size=11490),
-        Task("mmlu", 68.2, 4094, 2, accuracy_threshold=30.0, full_size=14042),
-        Task("gsm8k", 78.1, 4096, 256, lm_eval_name="gsm8k"),
-        Task("gpqa_diamond", 40.4, 4096, 32768, lm_eval_name="gpqa_diamond_cot_zeroshot_aa"),
-        Task("gpqa_main", 38.0, 4096, 32768, lm_eval_name="gpqa_main_cot_zeroshot_aa"),
-        Task("gpqa_extended", 37.0, 4096, 32768, lm_eval_name="gpqa_extended_cot_zeroshot_aa"),
-        Task("json_mode_eval", 90.0, 1024, 512),
-        Task("mmmu", 45.0, 4096, 512),
+        Task("cnn_dailymail", 28.0, full_size=11490),
+        Task("mmlu", 68.2, full_size=14042),
+        Task("gsm8k", 78.1, lm_eval_name="gsm8k"),
+        Task("gpqa_diamond", 40.4, lm_eval_name="gpqa_diamond_cot_zeroshot_aa"),
+        Task("gpqa_main", 38.0, lm_eval_name="gpqa_main_cot_zeroshot_aa"),
+        Task("gpqa_extended", 37.0, lm_eval_name="gpqa_extended_cot_zeroshot_aa"),
+        Task("json_mode_eval", 90.0),
+        Task("mmmu", 45.0, lm_eval_name="mmmu_val"),
     )
 }
 
 
-def _add_task_parser(commands: Any, task: Task) -> None:
-    sub = commands.add_parser(task.name, allow_abbrev=False)
-    sub.add_argument("--dataset_path", default="ccdv/cnn_dailymail" if task.name == "cnn_dailymail" else None)
-    sub.add_argument("--num_samples", type=int, default=None)
-    sub.add_argument("--random_seed", type=int, default=0)
-    sub.add_argument("--max_input_length", type=int, default=task.max_input_length)
-    sub.add_argument("--max_output_length", type=int, default=task.max_output_length)
-    if task.name == "cnn_dailymail":
-        sub.add_argument("--rouge_path", default="rouge")
-    else:
-        sub.add_argument("--apply_chat_template", action="store_true")
-        sub.add_argument("--system_prompt", default=None)
-    if task.name == "mmlu":
-        sub.add_argument("--num_fewshot", type=int, default=5)
-    if task.name == "gsm8k":
-        sub.add_argument("--fewshot_as_multiturn", action="store_true")
-    if task.accuracy_threshold is not None:
-        sub.add_argument("--check_accuracy", action="store_true")
-        sub.add_argument("--accuracy_threshold", type=float, default=task.accuracy_threshold)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=TOOL, allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--tokenizer", default=None)
-    parser.add_argument("--backend", default="pytorch", choices=["pytorch", "tensorrt"])
-    parser.add_argument("--log_level", default="info", choices=LOG_LEVELS)
-    parser.add_argument("--max_beam_width", type=int, default=1)
-    parser.add_argument("--max_batch_size", type=int, default=2048)
-    parser.add_argument("--max_num_tokens", type=int, default=8192)
-    parser.add_argument("--max_seq_len", type=int, default=None)
-    parser.add_argument("--tp_size", type=int, default=1)
-    parser.add_argument("--pp_size", type=int, default=1)
-    parser.add_argument("--kv_cache_free_gpu_memory_fraction", type=float, default=0.9)
-    commands = parser.add_subparsers(dest="task", required=True)
-    for task in TASKS.values():
-        _add_task_parser(commands, task)
-    return parser
+    """Exactly the options and tasks of the real trtllm-eval at the simulated version (``cli_tables``)."""
+    line = line_of(sim_version()) or "1.2"
+    return to_argparse(TABLES[line].trtllm_eval, description=__doc__.splitlines()[0])
 
 
 def load_model(args: argparse.Namespace) -> None:
@@ -136,15 +107,15 @@ def check_dataset(args: argparse.Namespace) -> None:
     if source is not None and Path(source).exists():
         step(f"Using local dataset {source}")
         return
-    if source is not None and args.task == "mmlu":
+    if source is not None and args.command == "mmlu":
         raise ToolError(
             f"[Errno 2] No such file or directory: '{source}/dev/abstract_algebra_dev.csv'",
             "FileNotFoundError",
         )
     if hub_offline("HF_DATASETS_OFFLINE"):
-        name = source or args.task
+        name = source or args.command
         raise ToolError(f"Couldn't reach '{name}' on the Hub (offline mode is enabled)", "ConnectionError")
-    step(f"Downloading the {args.task} dataset {source or ''}(simulated)")
+    step(f"Downloading the {args.command} dataset {source or ''}(simulated)")
 
 
 def score_for(task: Task) -> float:
@@ -178,7 +149,7 @@ def report_score(task: Task, score: float, samples: int) -> None:
 
 
 def execute(args: argparse.Namespace) -> None:
-    task = TASKS[args.task]
+    task = TASKS[args.command]
     load_model(args)
     check_dataset(args)
     samples = args.num_samples or task.full_size
