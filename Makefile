@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN_DIR = $(shell bash hack/build-binaries.sh 2>/dev/null | tail -1)
 export KUBECONFIG ?= $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help venv binaries cluster-up cluster-down manifests lint test test-unit test-integration demo run gpu-validation bench clean
+.PHONY: help venv binaries cluster-up cluster-down manifests lint test test-unit test-integration demo run gpu-validation bench bench-scale clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,8 +55,11 @@ run: $(PY) ## run the operator against $$KUBECONFIG
 gpu-validation: ## on the GPU machine: real preflight + ModelOpt quantization + accuracy gate
 	bash hack/gpu-validation.sh
 
-bench: $(PY) ## benchmarks (see docs/benchmarks.md)
+bench: $(PY) ## operator latency vs the API server's floor (see docs/benchmarks.md)
 	$(PY) benchmarks/run.py
+
+bench-scale: $(PY) ## 1,000 engines on 1,000 nodes: latency, steady-state requests, RSS, restart, failover
+	$(PY) benchmarks/scale.py --json benchmarks/scale-results-latest.json
 
 clean: cluster-down
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -282,13 +282,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["fleet_register_s"] = round(time.perf_counter() - t0, 1)
         log(f"{args.nodes} nodes registered in {results['fleet_register_s']} s")
         core.create_namespace({"metadata": {"name": namespace, "labels": {"sim.trtllm.dev/executor": "off"}}})
-        core.create_namespaced_persistent_volume_claim(
-            namespace,
-            {
-                "metadata": {"name": "engines"},
-                "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}},
-            },
-        )
+        for claim in ("engines", "models"):  # where engines go, and where the model and calibration are
+            core.create_namespaced_persistent_volume_claim(
+                namespace,
+                {
+                    "metadata": {"name": claim},
+                    "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}},
+                },
+            )
         seen = Seen(api, namespace)
 
         # 2. floor: no operator
