@@ -33,9 +33,13 @@ from trtllm_operator.render.conformance import argv_problems, plan_problems
 from trtllm_operator.render.names import build_config_hash
 from trtllm_operator.render.plan import RenderConfig, render_plan
 from trtllm_operator.render.serving import serve_args
-from trtllm_operator.trtllm.cli import Command, check_argv
+from trtllm_operator.trtllm.cli import Command, check_argv, to_argparse
 from trtllm_operator.trtllm.cli_tables import (
     CONVERT_12,
+    CONVERT_12_BY_FAMILY,
+    CONVERT_GEMMA_12,
+    CONVERT_PHI_12,
+    CONVERT_QWEN_12,
     EVAL_TASKS,
     PREPARE_DATASET_12,
     QUANTIZE_12,
@@ -321,3 +325,98 @@ def test_convert_checkpoint_table_is_the_real_parser_not_just_what_we_render() -
     assert check_argv(CONVERT_12, ["--model_dir", "m", "--weight_only_precision", "int3"])
     assert check_argv(CONVERT_12, ["--model_dir", "m", "--embedding_sharding_dim", "2"])
     assert TABLES["1.3"].convert_checkpoint is None
+
+
+# --- convert_checkpoint.py: one parser per family -----------------------------------------------------
+
+CONVERT_ARCHS = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "MixtralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen",
+    "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma",
+    "Phi3ForCausalLM": "phi",
+}
+
+
+@pytest.mark.parametrize(("architecture", "tp"), list(itertools.product(CONVERT_ARCHS, (1, 4))))
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_every_rendered_convert_argv_parses_with_its_family_table(
+    architecture: str, tp: int, precision: str
+) -> None:
+    spec = _spec(precision, "tensorrt", GPUS["H100"], tp)
+    spec["model"]["architecture"] = architecture
+    spec["kvCacheDtype"] = "auto"
+    plan = _render(TRTEngineSpec.model_validate(spec), GPUS["H100"])
+    convert = [s for s in plan.steps if s.name == "convert"]
+    assert len(convert) == 1
+    script = convert[0].argv[1]
+    family = CONVERT_ARCHS[architecture]
+    assert script.endswith(f"/models/core/{family}/convert_checkpoint.py")
+    assert check_argv(CONVERT_12_BY_FAMILY[family], convert[0].argv[2:]) == []
+    assert plan_problems(plan) == []
+
+
+def test_a_convert_argv_is_checked_with_its_own_family_table() -> None:
+    """llama's flags are not gemma's: the path picks the table, and a script upstream lacks is refused."""
+    tables = TABLES["1.2"]
+    llama_argv = ["--model_dir", "m", "--output_dir", "o", "--tp_size", "2", "--pp_size", "1"]
+    root = "/app/tensorrt_llm/examples/models/core"
+    assert argv_problems(["python3", f"{root}/llama/convert_checkpoint.py", *llama_argv], tables) == []
+    gemma = argv_problems(["python3", f"{root}/gemma/convert_checkpoint.py", *llama_argv], tables)
+    assert "unrecognized arguments: --tp_size" in gemma[0]
+    phi = argv_problems(
+        ["python3", f"{root}/phi/convert_checkpoint.py", *llama_argv, "--load_by_shard"], tables
+    )
+    assert phi == ["convert_checkpoint.py: unrecognized arguments: --load_by_shard"]
+    mixtral = argv_problems(["python3", f"{root}/mixtral/convert_checkpoint.py", *llama_argv], tables)
+    assert mixtral
+    assert "does not exist" in mixtral[0]
+
+
+@pytest.mark.parametrize("family", sorted(CONVERT_12_BY_FAMILY))
+def test_standin_convert_agrees_with_its_family_table_flag_by_flag(family: str) -> None:
+    _agree(convert_checkpoint.build_parser(family), CONVERT_12_BY_FAMILY[family])
+
+
+@pytest.mark.parametrize(
+    ("script", "family"),
+    [
+        ("/app/tensorrt_llm/examples/models/core/gemma/convert_checkpoint.py", "gemma"),
+        ("/app/tensorrt_llm/examples/models/core/qwen/convert_checkpoint.py", "qwen"),
+        ("hack/standins/bin/convert_checkpoint.py", "llama"),
+    ],
+)
+def test_standin_picks_the_table_by_its_path(script: str, family: str) -> None:
+    assert convert_checkpoint.family_of(script) == family
+
+
+def test_family_tables_differ_where_upstream_does() -> None:
+    assert check_argv(CONVERT_QWEN_12, ["--output_dir", "o"]) == [
+        "convert_checkpoint.py: the following arguments are required: --model_dir"
+    ]
+    assert check_argv(CONVERT_QWEN_12, ["--model_dir", "m", "--weight_only_precision", "int8_gptq"]) == []
+    assert check_argv(CONVERT_PHI_12, ["--model_dir", "m", "--weight_only_precision", "int4_gptq"])
+    gemma = ["--ckpt-type", "hf", "--model-dir", "m", "--output-model-dir", "o", "--world-size", "2"]
+    assert check_argv(CONVERT_GEMMA_12, [*gemma, "--use-weight-only-with-precision", "w4a8_awq", "-kv"]) == []
+    assert check_argv(CONVERT_GEMMA_12, ["--ckpt-type", "flax", "--model_dir", "m", "--output_dir", "o"])
+    assert check_argv(CONVERT_GEMMA_12, ["--model_dir", "m"]) == [
+        "convert_checkpoint.py: the following arguments are required: --output-model-dir"
+    ]
+    # gemma's --weight_only_precision takes exactly one value (no nargs='?' there)
+    assert check_argv(CONVERT_GEMMA_12, [*gemma, "--weight_only_precision"])
+
+
+@pytest.mark.parametrize("table", [CONVERT_12, CONVERT_QWEN_12, CONVERT_PHI_12], ids=["llama", "qwen", "phi"])
+def test_weight_only_precision_value_is_optional(table: Command) -> None:
+    """nargs='?', const='int8': a bare flag is int8, before another flag or at the end."""
+    base = ["--model_dir", "m", "--use_weight_only"]
+    assert check_argv(table, [*base, "--weight_only_precision"]) == []
+    assert check_argv(table, [*base, "--weight_only_precision", "--tp_size", "2"]) == []
+    assert check_argv(table, [*base, "--weight_only_precision", "int4"]) == []
+    assert check_argv(table, [*base, "--weight_only_precision", "int3"])
+    parser = to_argparse(table)
+    assert parser.parse_args([*base, "--weight_only_precision"]).weight_only_precision == "int8"
+    assert parser.parse_args([*base, "--weight_only_precision", "int4"]).weight_only_precision == "int4"
+    assert parser.parse_args(base).weight_only_precision == "int8"

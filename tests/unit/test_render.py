@@ -277,8 +277,7 @@ class TestTensorrtSteps:
             ("LlamaForCausalLM", "llama"),
             ("MistralForCausalLM", "llama"),
             ("Qwen2ForCausalLM", "qwen"),
-            ("Gemma2ForCausalLM", "gemma"),
-            ("MixtralForCausalLM", "mixtral"),
+            ("MixtralForCausalLM", "llama"),  # no mixtral script: its README runs llama's
             ("Phi3ForCausalLM", "phi"),
         ],
     )
@@ -293,6 +292,20 @@ class TestTensorrtSteps:
             "--pp_size", "1",
         ]  # fmt: skip
         assert plan.calibration is None
+
+    def test_gemma_converts_with_its_own_spellings(self) -> None:
+        """gemma's parser has --ckpt-type and --world-size (TP), no --tp_size/--pp_size."""
+        spec = make_spec(precision="bf16", kvCacheDtype="auto", model={"architecture": "Gemma2ForCausalLM"})
+        plan = plan_of(spec)
+        assert step(plan, "convert").argv == [
+            "python3", f"{EX}/models/core/gemma/convert_checkpoint.py",
+            "--model_dir", "/engines/engines/llama/.model",
+            "--output_dir", plan.paths.checkpoint,
+            "--dtype", "bfloat16",
+            "--ckpt-type", "hf",
+            "--world-size", "4",
+        ]  # fmt: skip
+        assert not any("pipeline" in n for n in plan.notes)
 
     def test_unknown_architecture_converts_as_llama_with_a_note(self) -> None:
         plan = plan_of(

@@ -353,6 +353,41 @@ def test_convert_checkpoint_writes_an_unquantized_checkpoint(model: Path, tmp_pa
     assert {p.name for p in tmp_path.glob("rank*")} == {"rank0.safetensors", "rank1.safetensors"}
 
 
+def family_script(tmp_path: Path, family: str) -> Path:
+    """The stand-in linked where the dev cluster links it: examples/models/core/<family>/."""
+    path = tmp_path / "examples" / "models" / "core" / family / "convert_checkpoint.py"
+    path.parent.mkdir(parents=True)
+    path.symlink_to(BIN / "convert_checkpoint.py")
+    return path
+
+
+def run_script(script: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRTLLM_SIM_") and k not in _SCRUBBED}
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+    )
+
+
+def test_convert_checkpoint_takes_its_family_parser_from_its_path(model: Path, tmp_path: Path) -> None:
+    gemma = family_script(tmp_path, "gemma")
+    out = tmp_path / "ckpt"
+    ok(run_script(gemma, "--ckpt-type", "hf", "--model_dir", model, "--output_dir", out, "--world-size", "2"))
+    assert load(out / "config.json")["mapping"]["world_size"] == 2
+    refused = run_script(gemma, "--model_dir", model, "--output_dir", out, "--tp_size", "2")
+    assert refused.returncode == 2
+    assert "unrecognized arguments: --tp_size 2" in refused.stderr
+    no_type = run_script(gemma, "--model_dir", model, "--output_dir", out)
+    assert last_error(no_type) == "KeyError: None"  # CKPT_PARSER[args.ckpt_type] with no --ckpt-type
+    phi = family_script(tmp_path, "phi")
+    assert last_error(run_script(phi, "--model_dir", model, "--pp_size", "2")) == (
+        "AssertionError: Pipeline parallelism is not supported."
+    )
+
+
 # --- trtllm-build -----------------------------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ from trtllm_operator.dev.standins import standin_env
 from trtllm_operator.dev.standins.simgpu import sim_gpus_for_node_labels
 from trtllm_operator.gpu.labels import GFD
 from trtllm_operator.k8s import as_body, new_api_client, required
-from trtllm_operator.trtllm.cli_tables import version_from_image
+from trtllm_operator.trtllm.cli_tables import CONVERT_12_BY_FAMILY, version_from_image
 
 log = structlog.get_logger("sim-executor")
 REPO = Path(__file__).resolve().parents[3]
@@ -73,7 +73,9 @@ BENCHMARKS = "/app/tensorrt_llm/benchmarks"
 LOOPBACK_ANNOTATION = "sim.trtllm.dev/loopback"
 ENDPOINTS_FILE = "serving-endpoints.json"
 LIVENESS_FAILURES = 3
-FAMILIES = ("llama", "qwen", "gemma", "mixtral", "phi", "mistral", "nemotron", "gpt")
+#: The convert_checkpoint.py scripts the renderer emits, one per transcribed parser (no mixtral script
+#: upstream: Mixtral converts with llama's).
+FAMILIES = tuple(CONVERT_12_BY_FAMILY)
 
 
 @dataclass

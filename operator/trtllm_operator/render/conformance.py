@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from trtllm_operator.api.plan import BuildPlan
 from trtllm_operator.trtllm.cli import Command, check_argv
-from trtllm_operator.trtllm.cli_tables import Tables, tables_for
+from trtllm_operator.trtllm.cli_tables import Tables, convert_family, tables_for
 
 
 def tool_of(argv: Sequence[str], tables: Tables) -> tuple[Command | None, list[str], str]:
@@ -35,6 +35,11 @@ def tool_of(argv: Sequence[str], tables: Tables) -> tuple[Command | None, list[s
     if name not in by_name:
         return None, rest, name
     table = by_name[name]
+    family = convert_family(program)
+    if name == "convert_checkpoint.py" and family is not None and tables.convert_checkpoint is not None:
+        # each family's script has its own parser; a family without one is no script we know
+        table = tables.convert_checkpoint_by_family.get(family) or _absent(program, tables)
+        return table, rest, program
     if table is None:
         return _absent(name, tables), rest, name
     return table, rest, name
@@ -50,7 +55,11 @@ def argv_problems(argv: Sequence[str], tables: Tables) -> list[str]:
     if table is None:
         return []
     if not table.options and not table.subcommands:
-        return [f"{name} does not exist in TensorRT-LLM {tables.line}"]
+        known = ", ".join(sorted(tables.convert_checkpoint_by_family))
+        families = (
+            f" (convert_checkpoint.py tables: {known})" if known and "convert_checkpoint" in name else ""
+        )
+        return [f"{name} does not exist in TensorRT-LLM {tables.line}{families}"]
     return check_argv(table, rest)
 
 

@@ -28,7 +28,7 @@ from trtllm_operator.api.plan import (
 from trtllm_operator.gpu import ComputeCapability
 from trtllm_operator.render.names import claim_name
 from trtllm_operator.render.presets import build_flags, flags_argv
-from trtllm_operator.trtllm.cli_tables import tables_for
+from trtllm_operator.trtllm.cli_tables import CONVERT_NO_PP, tables_for
 
 DEFAULT_BUILDER_IMAGE: Final = "ghcr.io/trtllm-operator/trtllm-operator:0.1.0"
 DEFAULT_EXAMPLES_DIR: Final = "/app/tensorrt_llm/examples"
@@ -48,14 +48,15 @@ QFORMAT: Final[dict[str, str]] = {
     "bf16": "full_prec",
 }
 TORCH_DTYPE: Final[dict[str, str]] = {"fp16": "float16", "bf16": "bfloat16"}
-#: Hugging Face architecture -> examples/models/core/<family>/convert_checkpoint.py.
+#: Hugging Face architecture -> examples/models/core/<family>/convert_checkpoint.py (each family's parser
+#: in ``cli_tables.CONVERT_12_BY_FAMILY``). Mixtral has no script of its own: its README runs llama's.
 CONVERT_FAMILY: Final[dict[str, str]] = {
     "LlamaForCausalLM": "llama",
     "MistralForCausalLM": "llama",
     "Qwen2ForCausalLM": "qwen",
     "GemmaForCausalLM": "gemma",
     "Gemma2ForCausalLM": "gemma",
-    "MixtralForCausalLM": "mixtral",
+    "MixtralForCausalLM": "llama",
     "Phi3ForCausalLM": "phi",
 }
 AWQ_FORMATS: Final = frozenset({"int4_awq", "w4a8_awq"})
@@ -232,7 +233,16 @@ def _tensorrt_checkpoint_step(
         )
     script = f"{cfg.examples_dir}/models/core/{family}/convert_checkpoint.py"
     argv = ["python3", script, "--model_dir", model.local_dir, "--output_dir", paths.checkpoint]
-    argv += ["--dtype", TORCH_DTYPE[spec.precision], "--tp_size", tp, "--pp_size", pp]
+    argv += ["--dtype", TORCH_DTYPE[spec.precision]]
+    if family in CONVERT_NO_PP and spec.parallelism.pipeline > 1:
+        notes.append(
+            f"{family}'s convert_checkpoint.py has no pipeline parallelism (gemma's has no --pp_size, "
+            f"phi's asserts pp_size == 1): pipeline={pp} will not convert as asked"
+        )
+    if family == "gemma":  # its own spellings: a checkpoint type, --world-size (TP), no --pp_size
+        argv += ["--ckpt-type", "hf", "--world-size", tp]
+    else:
+        argv += ["--tp_size", tp, "--pp_size", pp]
     return PlanStep(name="convert", argv=argv), notes
 
 

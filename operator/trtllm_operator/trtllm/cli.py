@@ -43,7 +43,8 @@ class Opt:
     choices: tuple[str, ...] = ()
     default: str | int | float | bool | None = None
     required: bool = False
-    nargs: Literal["+", 2] | None = None
+    nargs: Literal["+", "?", 2] | None = None
+    const: str | None = None  # the value of a bare ``nargs="?"`` flag
 
     @property
     def name(self) -> str:
@@ -110,6 +111,10 @@ def _value_problem(o: Opt, value: str, prog: str) -> str | None:
 def _take_values(o: Opt, tokens: list[str], i: int, inline: str | None) -> tuple[list[str], int]:
     if inline is not None:
         return [inline], i
+    if o.nargs == "?":  # argparse: the next token is the value unless it looks like an option
+        if i < len(tokens) and not (tokens[i].startswith("-") and not _is_number(tokens[i])):
+            return [tokens[i]], i + 1
+        return [], i  # a bare flag: the const, which argparse does not check against the choices
     if o.nargs == "+":
         values = []
         while i < len(tokens) and not tokens[i].startswith("-"):
@@ -143,7 +148,7 @@ def check_argv(cmd: Command, argv: Sequence[str]) -> list[str]:
                     problems.append(f"{cmd.prog}: argument {o.name}: ignored explicit argument {inline!r}")
                 continue
             values, i = _take_values(o, tokens, i, inline if eq else None)
-            want = 2 if o.nargs == 2 else 1
+            want = {"?": 0, 2: 2}.get(o.nargs or "", 1)
             if len(values) < want:
                 expected = "2 arguments" if want == 2 else "one argument"
                 problems.append(f"{cmd.prog}: argument {o.name}: expected {expected}")
@@ -205,6 +210,8 @@ def _add(parser: argparse.ArgumentParser, o: Opt) -> None:
         kwargs["type"] = int if o.kind == "int" else float
     if o.nargs is not None:
         kwargs["nargs"] = o.nargs
+    if o.const is not None:
+        kwargs["const"] = o.const
     parser.add_argument(*o.names, **kwargs)  # type: ignore[arg-type]
 
 

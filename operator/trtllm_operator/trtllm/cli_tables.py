@@ -20,7 +20,7 @@ string says how the commit was placed on a line. Facts, written in our own code;
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from trtllm_operator.trtllm.cli import Command, Opt, Source, choice, opt, switch
@@ -213,20 +213,75 @@ QUANTIZE_12: Final = Command(
 )
 
 # --- convert_checkpoint.py (1.2) ----------------------------------------------------------------------
-#: llama's parse_arguments(). The other families' scripts (qwen, gemma, mixtral, phi) are NOT transcribed:
-#: their argv is checked against llama's, which shares the flags the operator renders.
+#: Which examples/models/core/<family>/convert_checkpoint.py the renderer can emit, and where each parser
+#: was read. Mixtral has no script of its own: its README runs ``../llama/convert_checkpoint.py``
+#: (MIXTRAL_README_SRC), so the renderer sends MixtralForCausalLM to llama's.
+CONVERT_QWEN_SRC: Final = Source(
+    "examples/models/core/qwen/convert_checkpoint.py",
+    "0df9aaf38338424867a1ca1faa71173501205001",
+    "1.2 line UNVERIFIED: the index holds 8 undated versions and none imports emit_engine_arch_deprecation; "
+    "this one has int8_gptq (W8A16_GPTQ), the copy @ 65b31db1b401 lacks it; the flags are otherwise the same",
+)
+CONVERT_GEMMA_SRC: Final = Source(
+    "examples/models/core/gemma/convert_checkpoint.py",
+    "310decb9aa6ed4a55101e6625b095559ee77a66d",
+    "1.2 line: imports emit_engine_arch_deprecation (the engine path's last releases); parse_arguments()",
+)
+CONVERT_PHI_SRC: Final = Source(
+    "examples/models/core/phi/convert_checkpoint.py",
+    "10c1d594d3078c5e9f425373bc15763e87084a07",
+    "1.2 line: imports emit_engine_arch_deprecation (the engine path's last releases); parse_arguments()",
+)
+MIXTRAL_README_SRC: Final = Source(
+    "examples/models/core/mixtral/README.md",
+    "10c1d594d3078c5e9f425373bc15763e87084a07",
+    "no examples/models/core/mixtral/convert_checkpoint.py in the index; the README runs ../llama/'s",
+)
+
+_CONVERT_DTYPE: Final = choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto")
+
+
+def _weight_only_precision(*choices: str) -> Opt:
+    """``nargs='?'``, ``const='int8'``, default int8 (llama, qwen, phi): a bare flag means int8."""
+    return Opt(
+        ("--weight_only_precision",), kind="choice", choices=choices, default="int8", nargs="?", const="int8"
+    )
+
+
+#: The arguments llama, qwen and phi share (same names, types and defaults in all three).
+_CONVERT_MOE: Final = (
+    opt("--moe_tp_size", kind="int", default=-1),
+    opt("--moe_ep_size", kind="int", default=-1),
+)
+_CONVERT_OUT: Final = (
+    opt("--output_dir", default="tllm_checkpoint"),
+    opt("--workers", kind="int", default=1),
+)
+_CONVERT_TP_PP: Final = (opt("--tp_size", kind="int", default=1), opt("--pp_size", kind="int", default=1))
+#: SmoothQuant / KV / embedding arguments llama and qwen share.
+_CONVERT_SQ: Final = (
+    opt("--smoothquant", "-sq", kind="float"),
+    switch("--per_channel"),
+    switch("--per_token"),
+    switch("--int8_kv_cache"),
+)
+_CONVERT_EMBEDDING: Final = (
+    switch("--use_parallel_embedding"),
+    choice("--embedding_sharding_dim", ("0", "1"), "0"),  # type=int, choices [0, 1]
+)
+
+#: llama's parse_arguments() (also Mistral's and, per its README, Mixtral's).
 CONVERT_12: Final = Command(
     "convert_checkpoint.py",
     CONVERT_SRC,
     (
         opt("--model_dir"),
         opt("--meta_ckpt_dir"),
-        opt("--tp_size", kind="int", default=1),
-        opt("--pp_size", kind="int", default=1),
+        *_CONVERT_TP_PP,
         opt("--moe_tp_size", kind="int", default=-1),
         opt("--cp_size", kind="int", default=1),
         opt("--moe_ep_size", kind="int", default=-1),
-        choice("--dtype", ("auto", "float16", "bfloat16", "float32"), "auto"),
+        _CONVERT_DTYPE,
         opt("--vocab_size", kind="int", default=32000),
         opt("--n_positions", kind="int", default=2048),
         opt("--n_layer", kind="int", default=32),
@@ -239,8 +294,7 @@ CONVERT_12: Final = Command(
         opt("--rms_norm_eps", kind="float", default=1e-06),
         switch("--use_weight_only"),
         switch("--disable_weight_only_quant_plugin"),
-        # nargs='?' with const 'int8' upstream: a bare flag is accepted there, a value here (not modelled).
-        choice("--weight_only_precision", ("int8", "int4", "int8_gptq", "int4_gptq", "int4_awq"), "int8"),
+        _weight_only_precision("int8", "int4", "int8_gptq", "int4_gptq", "int4_awq"),
         opt("--calib_dataset", default="ccdv/cnn_dailymail"),
         opt("--calib_size", kind="int", default=512),
         opt("--calib_max_seq_length", kind="int", default=512),
@@ -261,10 +315,8 @@ CONVERT_12: Final = Command(
         opt("--rotary_base", kind="float", default=10000.0),
         opt("--group_size", kind="int", default=128),
         switch("--load_model_on_cpu"),
-        switch("--use_parallel_embedding"),
-        choice("--embedding_sharding_dim", ("0", "1"), "0"),  # type=int, choices [0, 1]
-        opt("--output_dir", default="tllm_checkpoint"),
-        opt("--workers", kind="int", default=1),
+        *_CONVERT_EMBEDDING,
+        *_CONVERT_OUT,
         opt("--moe_num_experts", kind="int", default=0),
         opt("--moe_top_k", kind="int", default=0),
         opt("--moe_renorm_mode", kind="int"),  # default MoeConfig.ExpertScaleNormalizationMode.RENORMALIZE
@@ -273,6 +325,93 @@ CONVERT_12: Final = Command(
         opt("--log_level", default="info"),  # a free str here, unlike trtllm-build's choice
     ),
 )
+#: qwen's parse_arguments(): --model_dir is required here (default None elsewhere).
+CONVERT_QWEN_12: Final = Command(
+    "convert_checkpoint.py",
+    CONVERT_QWEN_SRC,
+    (
+        opt("--model_dir", required=True),
+        *_CONVERT_TP_PP,
+        opt("--cp_size", kind="int", default=1),
+        _CONVERT_DTYPE,
+        switch("--use_weight_only"),
+        switch("--disable_weight_only_quant_plugin"),
+        _weight_only_precision("int8", "int4", "int4_gptq", "int8_gptq"),
+        opt("--calib_dataset", default="ccdv/cnn_dailymail"),
+        *_CONVERT_SQ,
+        switch("--per_group"),
+        opt("--group_size", kind="int", default=128),
+        switch("--load_model_on_cpu"),
+        *_CONVERT_EMBEDDING,
+        *_CONVERT_OUT,
+        *_CONVERT_MOE,
+    ),
+)
+#: gemma's parse_arguments(): its own spellings. No --tp_size/--pp_size (--world-size is the TP size; no
+#: pipeline parallelism), dashed names with underscore aliases, --model-dir and --output-model-dir
+#: required, and --ckpt-type (jax/keras/torch/hf) has no default: main() indexes CKPT_PARSER with it.
+CONVERT_GEMMA_12: Final = Command(
+    "convert_checkpoint.py",
+    CONVERT_GEMMA_SRC,
+    (
+        choice("--ckpt-type", ("jax", "keras", "torch", "hf")),  # type=CheckpointType, choices its members
+        Opt(("--model-dir", "--model_dir"), required=True),  # type=Path
+        Opt(("--output-model-dir", "--output_dir"), required=True),  # type=Path
+        opt("--world-size", kind="int", default=1),
+        switch("--use_weight_only"),
+        choice(
+            "--weight_only_precision",
+            ("int8", "int4", "w4a8_awq", "w4a16_awq"),
+            None,
+            "--use-weight-only-with-precision",
+        ),  # one value, no default (asserted non-None when --use_weight_only)
+        switch("--use-int8-weight-only-embedding"),
+        _CONVERT_DTYPE,
+        switch("--enable_fp8"),
+        switch("--fp8_kv_cache"),
+        opt("--quant_ckpt_path"),
+        opt("--calib_dataset", default="ccdv/cnn_dailymail"),
+        switch("--use_smooth_quant"),
+        switch("--int8_kv_cache", "--calibrate_kv_cache", "-kv"),
+        switch("--per_channel"),
+        switch("--per_token"),
+        opt("--smoothquant", "--use_smooth_quant_plugin", "-sq", kind="float"),
+        opt("--tokenizer_dir"),
+        switch("--load_model_on_cpu"),
+    ),
+)
+#: phi's parse_arguments() (main() then asserts pp_size == 1: no pipeline parallelism).
+CONVERT_PHI_12: Final = Command(
+    "convert_checkpoint.py",
+    CONVERT_PHI_SRC,
+    (
+        opt("--model_dir"),
+        *_CONVERT_TP_PP,
+        _CONVERT_DTYPE,
+        switch("--use_weight_only"),
+        _weight_only_precision("int8", "int4"),
+        *_CONVERT_MOE,
+        *_CONVERT_OUT,
+    ),
+)
+#: examples/models/core/<family>/convert_checkpoint.py -> its parser, for every family the renderer emits.
+CONVERT_12_BY_FAMILY: Final[dict[str, Command]] = {
+    "llama": CONVERT_12,
+    "qwen": CONVERT_QWEN_12,
+    "gemma": CONVERT_GEMMA_12,
+    "phi": CONVERT_PHI_12,
+}
+#: Families without a pipeline-parallel convert path (gemma: no --pp_size; phi: asserts pp_size == 1).
+CONVERT_NO_PP: Final = frozenset({"gemma", "phi"})
+
+
+def convert_family(script: str) -> str | None:
+    """The family of a ``…/models/core/<family>/convert_checkpoint.py`` path (None for any other path)."""
+    parts = script.split("/")
+    if len(parts) >= 3 and parts[-1] == "convert_checkpoint.py" and parts[-3] == "core":
+        return parts[-2]
+    return None
+
 
 # --- dataset preparation ------------------------------------------------------------------------------
 _NORM_DIST_OPTS: Final = tuple(
@@ -589,11 +728,12 @@ class Tables:
     line: Line
     trtllm_build: Command | None
     quantize: Command | None
-    convert_checkpoint: Command | None
+    convert_checkpoint: Command | None  # llama's; every family's in convert_checkpoint_by_family
     prepare_dataset_script: Command | None
     trtllm_bench: Command
     trtllm_eval: Command
     trtllm_serve: Command
+    convert_checkpoint_by_family: dict[str, Command] = field(default_factory=dict)
 
     @property
     def eval_tasks(self) -> tuple[str, ...]:
@@ -610,6 +750,7 @@ TABLES: Final[dict[Line, Tables]] = {
         _bench("1.2"),
         _eval("1.2"),
         _serve("1.2"),
+        CONVERT_12_BY_FAMILY,
     ),
     "1.3": Tables("1.3", None, None, None, None, _bench("1.3"), _eval("1.3"), _serve("1.3")),
 }
