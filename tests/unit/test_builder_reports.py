@@ -162,6 +162,15 @@ def test_report_json_path(argv: list[str], path: str | None) -> None:
             "[TRT-LLM] [I] lm-eval gpqa_diamond_cot_zeroshot_aa average accuracy: 40.40",
             Score("gpqa_diamond", None, 0.404),
         ),
+        (
+            "[TRT-LLM] [I] lm-eval gpqa_main_cot_zeroshot_aa average accuracy: 38.00",
+            Score("gpqa_main", None, 0.38),
+        ),
+        (
+            "[TRT-LLM] [I] lm-eval gpqa_extended_cot_zeroshot_aa average accuracy: 37.00",
+            Score("gpqa_extended", None, 0.37),
+        ),
+        ("[TRT-LLM] [I] lm-eval mmmu_val average accuracy: 45.00", Score("mmmu", None, 0.45)),
         ("[TRT-LLM] [I] lm-eval gsm8k flexible-extract accuracy: 75.5", Score("gsm8k", None, 0.755)),
         ("[11/26/2026-18:39:48] [TRT-LLM] [I] \trouge1: 28.000", Score("cnn_dailymail", "rouge1", 0.28)),
         (

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from tests.unit.builder_support import A100, B200, BIN, GPU, H100, L40S, load_shim
+from trtllm_operator.builder.reports import ScoreScanner
 from trtllm_operator.dev.standins import SHIM_DIR, standin_env
 from trtllm_operator.dev.standins.simgpu import (
     default_uuid,
@@ -38,6 +39,7 @@ from trtllm_operator.dev.standins.simgpu import (
     sim_env_for_node_labels,
     sim_gpus_for_node_labels,
 )
+from trtllm_operator.trtllm.cli_tables import TABLES
 
 _SCRUBBED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONPATH")
 
@@ -664,6 +666,18 @@ def test_eval_prints_the_score_and_writes_the_report(engine_tp4: Path, model: Pa
     assert load(report) == {"task": "gsm8k", "score": 81.5}
     failed = run("trtllm-eval", "--model", model, "mmlu", "--check_accuracy", TRTLLM_SIM_EVAL='{"mmlu": 20}')
     assert last_error(failed) == "AssertionError: Expected accuracy >= 30.0, but got 20.0."
+
+
+@pytest.mark.parametrize("task", [t for t in TABLES["1.3"].eval_tasks if t != "json_mode_eval"])
+def test_every_eval_task_prints_a_score_line_the_builder_reads_as_that_task(model: Path, task: str) -> None:
+    """The stand-in logs each task the way the real one does, and builder/reports.py maps it back."""
+    result = ok(run("trtllm-eval", "--model", model, task, TRTLLM_SIM_VERSION="1.3.0"))
+    scanner = ScoreScanner()
+    for line in result.stdout.splitlines():
+        scanner.feed(line)
+    assert scanner.score is not None, result.stdout
+    assert scanner.score.task == task
+    assert "None" not in result.stdout
 
 
 # --- simulated GPUs and the pynvml shim --------------------------------------------------------------

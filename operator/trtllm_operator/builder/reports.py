@@ -13,7 +13,9 @@ third-party formats that drift between releases, so parsing is tolerant and pure
   ``dev/standins/trtllm_bench.py``); the real tool never writes one, so only such a report is
   marked simulated, and its ``simulation.tool`` names what produced it.
 * ``trtllm-eval`` logs its score (``MMLU weighted average accuracy: 68.20 (14042)``,
-  ``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's ``rouge1: 28.000``); our own evaluator
+  ``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's
+  ``rouge1: 28.000``); the lm-eval tasks log lm-eval's task name (``gpqa_main_cot_zeroshot_aa``,
+  ``mmmu_val``...), mapped back to ours (:data:`_LM_EVAL_TASKS`); our own evaluator
   (``trtllm-operator-eval``) prints one JSON line ``{"task", "metric", "score"}``.
 """
 
@@ -148,8 +150,15 @@ _SCORE_PATTERNS: Final = (
     (re.compile(rf"^\s*(?:\[[^\]]*\]\s*)*\s*rouge1:\s*{_NUMBER}"), "cnn_dailymail", "rouge1"),
     (re.compile(rf"Per-token perplexity:\s*{_NUMBER}"), "perplexity", "perplexity"),
 )
-#: lm-eval task names trtllm-eval uses -> the operator's task names.
-_LM_EVAL_TASKS: Final = {"gpqa_diamond_cot_zeroshot_aa": "gpqa_diamond"}
+#: lm-eval task names trtllm-eval uses -> the operator's task names: each LmEvalEvaluator subclass's
+#: ``super().__init__(task_name)``, logged as ``lm-eval {task_name} average accuracy`` (NVIDIA/TensorRT-LLM
+#: tensorrt_llm/evaluate/lm_eval.py @ 00dc3b46824c; gsm8k is "gsm8k" on both sides).
+_LM_EVAL_TASKS: Final = {
+    "gpqa_diamond_cot_zeroshot_aa": "gpqa_diamond",
+    "gpqa_main_cot_zeroshot_aa": "gpqa_main",
+    "gpqa_extended_cot_zeroshot_aa": "gpqa_extended",
+    "mmmu_val": "mmmu",
+}
 
 
 def _json_score(line: str) -> Score | None:
