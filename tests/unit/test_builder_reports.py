@@ -171,6 +171,11 @@ def test_report_json_path(argv: list[str], path: str | None) -> None:
             Score("gpqa_extended", None, 0.37),
         ),
         ("[TRT-LLM] [I] lm-eval mmmu_val average accuracy: 45.00", Score("mmmu", None, 0.45)),
+        (
+            "[11/30/2026-03:00:00] [TRT-LLM] [I] JSON Mode Eval accuracy: 90.00 (100)",
+            Score("json_mode_eval", "accuracy", 0.9),
+        ),
+        ("[TRT-LLM] [I] JSON Mode Eval grammar accuracy: 97.00 (100)", None),
         ("[TRT-LLM] [I] lm-eval gsm8k flexible-extract accuracy: 75.5", Score("gsm8k", None, 0.755)),
         ("[11/26/2026-18:39:48] [TRT-LLM] [I] \trouge1: 28.000", Score("cnn_dailymail", "rouge1", 0.28)),
         (
@@ -198,6 +203,11 @@ def test_scanner_keeps_beam_zero_rouge_and_the_last_other_score() -> None:
     ]:
         scanner.feed(line)
     assert scanner.score == Score("cnn_dailymail", "rouge1", 0.28)
+
+    scanner = ScoreScanner()
+    for line in ["JSON Mode Eval accuracy: 88.00 (50)", "JSON Mode Eval grammar accuracy: 98.00 (50)"]:
+        scanner.feed(line)
+    assert scanner.score == Score("json_mode_eval", "accuracy", 0.88)
 
     scanner = ScoreScanner()
     for line in ["lm-eval gsm8k average accuracy: 70.00", "noise", "lm-eval gsm8k average accuracy: 71.00"]:

@@ -668,7 +668,7 @@ def test_eval_prints_the_score_and_writes_the_report(engine_tp4: Path, model: Pa
     assert last_error(failed) == "AssertionError: Expected accuracy >= 30.0, but got 20.0."
 
 
-@pytest.mark.parametrize("task", [t for t in TABLES["1.3"].eval_tasks if t != "json_mode_eval"])
+@pytest.mark.parametrize("task", TABLES["1.3"].eval_tasks)
 def test_every_eval_task_prints_a_score_line_the_builder_reads_as_that_task(model: Path, task: str) -> None:
     """The stand-in logs each task the way the real one does, and builder/reports.py maps it back."""
     result = ok(run("trtllm-eval", "--model", model, task, TRTLLM_SIM_VERSION="1.3.0"))

@@ -13,7 +13,7 @@ third-party formats that drift between releases, so parsing is tolerant and pure
   ``dev/standins/trtllm_bench.py``); the real tool never writes one, so only such a report is
   marked simulated, and its ``simulation.tool`` names what produced it.
 * ``trtllm-eval`` logs its score (``MMLU weighted average accuracy: 68.20 (14042)``,
-  ``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's
+  ``lm-eval gsm8k average accuracy: 78.10``, ``JSON Mode Eval accuracy: 90.00 (100)``, cnn_dailymail's
   ``rouge1: 28.000``); the lm-eval tasks log lm-eval's task name (``gpqa_main_cot_zeroshot_aa``,
   ``mmmu_val``...), mapped back to ours (:data:`_LM_EVAL_TASKS`); our own evaluator
   (``trtllm-operator-eval``) prints one JSON line ``{"task", "metric", "score"}``.
@@ -145,6 +145,9 @@ _NUMBER: Final = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 #: (pattern, task, metric); a None task comes from the pattern's first group.
 _SCORE_PATTERNS: Final = (
     (re.compile(rf"MMLU weighted average accuracy:\s*{_NUMBER}"), "mmlu", "accuracy"),
+    # JsonModeEval.compute_score (tensorrt_llm/evaluate/json_mode_eval.py, index id 31948579, as cli_tables
+    # cites it); its next line, "JSON Mode Eval grammar accuracy", is not the score
+    (re.compile(rf"JSON Mode Eval accuracy:\s*{_NUMBER}"), "json_mode_eval", "accuracy"),
     (re.compile(rf"lm-eval (\S+) average accuracy:\s*{_NUMBER}"), None, None),
     (re.compile(rf"lm-eval (\S+) \S+ accuracy:\s*{_NUMBER}"), None, None),
     (re.compile(rf"^\s*(?:\[[^\]]*\]\s*)*\s*rouge1:\s*{_NUMBER}"), "cnn_dailymail", "rouge1"),

@@ -10,7 +10,8 @@ mmmu and ``--disable_kv_cache_reuse`` and has no ``--backend tensorrt``. There i
 
 Score: ``TRTLLM_SIM_EVAL`` (JSON ``{"<task>": score}``) or the task default, on the real tool's 0-100
 scale, printed in the real log format (``MMLU weighted average accuracy: 68.20 (14042)``,
-``lm-eval gsm8k average accuracy: 78.10``, cnn_dailymail's ``rouge1``...). Stand-in extension: when
+``lm-eval gsm8k average accuracy: 78.10``, ``JSON Mode Eval accuracy: 90.00 (100)`` then a made-up
+``grammar accuracy``, cnn_dailymail's ``rouge1``...). Stand-in extension: when
 ``TRTLLM_SIM_EVAL_REPORT`` names a file, ``{"task": ..., "score": ...}`` is written there.
 
 Checks: a GPU; ``--backend tensorrt`` needs ``--model`` to be a loadable engine dir (same rules as
@@ -64,7 +65,7 @@ TASKS: Final = {
         Task("gpqa_diamond", 40.4, lm_eval_name="gpqa_diamond_cot_zeroshot_aa"),
         Task("gpqa_main", 38.0, lm_eval_name="gpqa_main_cot_zeroshot_aa"),
         Task("gpqa_extended", 37.0, lm_eval_name="gpqa_extended_cot_zeroshot_aa"),
-        Task("json_mode_eval", 90.0),
+        Task("json_mode_eval", 90.0, full_size=100),  # rows of NousResearch/json-mode-eval (not re-checked)
         Task("mmmu", 45.0, lm_eval_name="mmmu_val"),
     )
 }
@@ -141,6 +142,9 @@ def report_score(task: Task, score: float, samples: int) -> None:
             log(f"\t{key}: {score * factor:.3f}")
     elif task.name == "mmlu":
         log(f"MMLU weighted average accuracy: {score:.2f} ({samples})")
+    elif task.name == "json_mode_eval":  # JsonModeEval.compute_score: accuracy, then grammar accuracy
+        log(f"JSON Mode Eval accuracy: {score:.2f} ({samples})")
+        log(f"JSON Mode Eval grammar accuracy: {min(100.0, score + 5.0):.2f} ({samples})")
     else:
         log(f"lm-eval {task.lm_eval_name} average accuracy: {score:.2f}")
     report = os.environ.get(ENV_EVAL_REPORT)
