@@ -78,7 +78,8 @@ def test_int8_sq_builds_on_a100_with_preset_flags(
     engines.wait_condition("llama-int8", "Ready", "True", timeout=90)
 
 
-@pytest.mark.operator_env(private_fleet=True)
+# No resync in the test's time: only the Node's watch event may wake the stalled engine.
+@pytest.mark.operator_env(private_fleet=True, TRTLLM_RESYNC_SECONDS="3600")
 def test_no_compatible_nodes_then_node_appears(
     kube: Kube, engines: Engines, operator: OperatorProcess, private_fleet: PrivateFleet
 ) -> None:

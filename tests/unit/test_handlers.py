@@ -501,15 +501,19 @@ def test_a_node_heartbeat_with_unchanged_facts_wakes_nobody_and_a_change_wakes_w
     rt, _ = runtime()
     rt.gpu_nodes.clear()
     waiting = engine("waiting")
+    nofit = engine("nofit")  # Stalled with NoCompatibleNodes: it waits for a node as much as a new one
+    nofit["status"] = {"phase": "Stalled", "conditions": [{"type": "GPUCompatible", "status": "False"}]}
     done = engine("done")
     done["status"] = {"phase": "Ready", "build": {"revision": 1, "jobName": "x", "buildConfigHash": "h"}}
     rt.caches.engines.upsert(waiting)
+    rt.caches.engines.upsert(nofit)
     rt.caches.engines.upsert(done)
     drain(rt)
     h100 = node("sim-h100-0")
     h100["metadata"]["resourceVersion"] = "1"
     rt.caches.nodes.upsert(h100)
-    assert drain(rt) == [ekey("waiting")]  # new GPU capacity: only the engine still placing its build
+    # New GPU capacity: only the engines still placing their build.
+    assert sorted(drain(rt)) == sorted([ekey("waiting"), ekey("nofit")])
     heartbeat = copy.deepcopy(h100)
     heartbeat["metadata"]["resourceVersion"] = "2"
     heartbeat["status"]["conditions"] = [
@@ -520,7 +524,7 @@ def test_a_node_heartbeat_with_unchanged_facts_wakes_nobody_and_a_change_wakes_w
     rt.caches.nodes.upsert(heartbeat)
     assert drain(rt) == []
     rt.caches.nodes.remove(("", "sim-h100-0"))
-    assert drain(rt) == [ekey("waiting")]
+    assert sorted(drain(rt)) == sorted([ekey("waiting"), ekey("nofit")])
 
 
 def test_a_build_pod_and_an_owned_child_wake_their_owners() -> None:

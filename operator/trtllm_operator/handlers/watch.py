@@ -93,11 +93,14 @@ def on_owned(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
 
 
 def _waits_for_nodes(engine: Obj) -> bool:
-    """An engine whose placement is still open: no build has fixed its target yet."""
+    """An engine whose placement is still open: no build has fixed its target yet.
+
+    Whatever its phase: one with no fitting node is Stalled (NoCompatibleNodes) until a node appears.
+    """
     status = engine.get("status")
     if not isinstance(status, dict):
         return True
-    return status.get("phase") in (None, "Pending", "Queued") and status.get("build") is None
+    return status.get("build") is None
 
 
 def on_node(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
