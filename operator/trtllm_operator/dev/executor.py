@@ -195,7 +195,9 @@ class Executor:
                 continue
             meta = required(pvc.metadata, "metadata")
             namespace, name = required(meta.namespace, "namespace"), required(meta.name, "name")
-            path = self.volumes / namespace / name
+            # One directory per claim *instance* (its uid), as a real provisioner creates a new volume: a
+            # claim deleted and created again with the same name starts empty, it never sees old files.
+            path = self.volumes / namespace / f"{name}-{str(meta.uid)[:8]}"
             path.mkdir(parents=True, exist_ok=True)
             size = (required(spec.resources, "spec.resources").requests or {}).get("storage", "1Gi")
             pv = {
