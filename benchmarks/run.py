@@ -41,7 +41,8 @@ from trtllm_operator.dev.fleet import fleet_nodes, generate_fleet  # noqa: E402
 GROUP, VERSION, PLURAL = "trtllm.dev", "v1alpha1", "trtengines"
 
 
-def engine(name: str) -> dict[str, Any]:
+def engine(name: str, **spec: Any) -> dict[str, Any]:
+    """A benchmark TRTEngine; ``spec`` replaces top-level spec fields (benchmarks/scale.py pins a GPU)."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TRTEngine",
@@ -53,6 +54,7 @@ def engine(name: str) -> dict[str, Any]:
             "parallelism": {"tensor": 2},
             "calibration": {"dataset": "pvc://models/calib"},
             "storage": {"existingClaim": "engines"},
+            **spec,
         },
     }
 
@@ -245,27 +247,7 @@ def main() -> int:
     args = parser.parse_args()
     cluster = LocalCluster()
     cluster.up()
-    bin_dir = (
-        subprocess.run(
-            ["bash", str(REPO / "hack" / "build-binaries.sh")], check=True, text=True, stdout=subprocess.PIPE
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    subprocess.run(
-        [
-            f"{bin_dir}/kubectl",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "apply",
-            "--server-side",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(2)
+    cluster.apply_crds()
     api = config.new_client_from_config(str(cluster.kubeconfig))
     result = measure(api, cluster.kubeconfig, args.engines, args.nodes, cluster.state_dir / "logs")
     text = json.dumps(result, indent=2)

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +44,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from run import engine as run_engine  # noqa: E402  (benchmarks/run.py: one benchmark engine, one pct)
+from run import pct  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 from trtllm_operator.dev.cluster import LocalCluster, apply_nodes  # noqa: E402
 from trtllm_operator.dev.fleet import fleet_nodes, generate_fleet  # noqa: E402
@@ -60,20 +65,8 @@ def log(message: str) -> None:
 
 
 def engine(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TRTEngine",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
-            "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
-            "precision": "fp8",
-            "parallelism": {"tensor": 1},
-            "target": {"computeCapability": TARGET_CC},
-            "calibration": {"dataset": "pvc://models/calib"},
-            "storage": {"existingClaim": "engines"},
-        },
-    }
+    """run.py's benchmark engine on one GPU, pinned to the compute capability the results report."""
+    return run_engine(name, parallelism={"tensor": 1}, target={"computeCapability": TARGET_CC})
 
 
 def success_message(name: str, job: Any) -> str:
@@ -131,13 +124,6 @@ class Seen:
     def stop(self) -> None:
         for stream in self._watches:
             stream.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Operator:
@@ -207,13 +193,8 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.5)
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000, 1)
-
-
 def latency(values: list[float]) -> dict[str, float]:
-    return {"p50_ms": pct(values, 0.5), "p99_ms": pct(values, 0.99), "n": len(values)}
+    return {"p50_ms": round(pct(values, 0.5), 1), "p99_ms": round(pct(values, 0.99), 1), "n": len(values)}
 
 
 def settle(operator: Operator, timeout: float = 600) -> None:
@@ -263,6 +244,7 @@ def steady(operator: Operator, engines: int, window: float, minutes: float = 60.
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster = LocalCluster()
     cluster.up()
+    cluster.apply_crds()
     kubeconfig = cluster.kubeconfig
     api = config.new_client_from_config(str(kubeconfig))
     core, custom, batch = client.CoreV1Api(api), client.CustomObjectsApi(api), client.BatchV1Api(api)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.unit.test_reconcile_engine import spec
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api import reasons as r
@@ -29,16 +30,7 @@ from trtllm_operator.settings import OperatorSettings
 from trtllm_operator.workqueue import Backoff, WorkQueue
 
 NS = "ns"
-SPEC = {
-    "model": {"source": "pvc://models/llama", "architecture": "LlamaForCausalLM"},
-    "image": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0",
-    "precision": "fp8",
-    "kvCacheDtype": "fp8",
-    "parallelism": {"tensor": 2},
-    "target": {"computeCapability": "9.0"},
-    "calibration": {"dataset": "pvc://models/calib"},
-    "storage": {"existingClaim": "engines"},
-}
+SPEC = spec()  # the same TRTEngine spec the pure reconcile is tested with
 
 
 class Clock:

@@ -112,6 +112,15 @@ class LocalCluster:
         self.apply_fleet(fleet or builtin_fleet("default"))
         _say(f"cluster ready in {time.monotonic() - started:.1f} s; KUBECONFIG={self.kubeconfig}")
 
+    def apply_crds(self, timeout: float = 60.0) -> None:
+        """Install (or update) the repo's CRDs with the built kubectl and wait until they are Established."""
+        kubectl = [str(self._binaries() / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
+        crds = REPO_ROOT / "crds"
+        apply = [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(crds)]
+        subprocess.run(apply, check=True, stdout=subprocess.DEVNULL)
+        wait = [*kubectl, "wait", "--for=condition=Established", f"--timeout={int(timeout)}s"]
+        subprocess.run([*wait, "-f", str(crds)], check=True, stdout=subprocess.DEVNULL)
+
     def restart_apiserver(self, *, down_for: float = 2.0, timeout: float = 120.0) -> None:
         """Stop kube-apiserver, keep it down ``down_for`` seconds, start it again with the same flags.
 
