@@ -22,7 +22,7 @@ binaries: ## build (or reuse) etcd, kube-*, kubectl, kwok, helm from the Go modu
 	bash hack/build-binaries.sh
 
 cluster-up: $(PY) ## start the local control plane + simulated GPU fleet; writes .cluster/kubeconfig
-	$(PY) -m trtllm_operator.dev cluster up $(if $(FLEET),--fleet $(FLEET))
+	$(PY) -m trtllm_operator.dev cluster up $(if $(FLEET),--fleet $(FLEET)) $(if $(ADDONS),--addons $(ADDONS))
 
 cluster-down: ## stop exactly the processes cluster-up started and remove .cluster/
 	@if [ -x $(PY) ]; then $(PY) -m trtllm_operator.dev cluster down; else echo "no venv: nothing started"; fi

@@ -9,6 +9,9 @@
 #   helm                                   helm.sh/helm/v3/cmd/helm
 #   kstatus                                hack/kstatus/main.go over sigs.k8s.io/cli-utils/pkg/kstatus/status
 #                                          (tests judge live objects with the real kstatus)
+#   lws-manager (+ its CRD)                sigs.k8s.io/lws/cmd (LeaderWorkerSet controller and
+#                                          webhooks; the "lws" cluster add-on runs it); the CRD is
+#                                          copied from the module's config/crd/bases
 #
 # Prints the bin directory on its last line.
 set -euo pipefail
@@ -18,6 +21,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CLI_UTILS_VERSION="${CLI_UTILS_VERSION:-v0.37.2}"
+LWS_VERSION="${LWS_VERSION:-v0.8.0}"
 
 CACHE_ROOT="${TRTLLM_OPERATOR_CACHE:-$HOME/.cache/trtllm-operator}"
 CACHE="$CACHE_ROOT/k8s-$K8S_VERSION"
@@ -118,11 +122,39 @@ build_kstatus() {
   log "kstatus: built in $((SECONDS - t0)) s"
 }
 
+build_lws() {
+  # The CRD travels with the binary: same version, same stamp.
+  up_to_date lws-manager "$LWS_VERSION" && [[ -f "$BIN/lws-crds/.version" ]] \
+    && [[ "$(cat "$BIN/lws-crds/.version")" == "$LWS_VERSION" ]] \
+    && { log "lws $LWS_VERSION: cached"; return; }
+  log "lws $LWS_VERSION: building"
+  local t0=$SECONDS
+  ( wrapper "$SRC/lws"
+    go get "sigs.k8s.io/lws@$LWS_VERSION"
+    go build -trimpath -ldflags "-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" \
+      -o "$BIN/lws-manager" sigs.k8s.io/lws/cmd
+    dir=$(go list -m -f '{{.Dir}}' "sigs.k8s.io/lws")
+    rm -rf "$BIN/lws-crds" && mkdir -p "$BIN/lws-crds"
+    cp "$dir"/config/crd/bases/*.yaml "$BIN/lws-crds/"
+    chmod u+w "$BIN"/lws-crds/*.yaml
+    echo "$LWS_VERSION" >"$BIN/lws-crds/.version" )
+  stamp lws-manager "$LWS_VERSION"
+  log "lws: built in $((SECONDS - t0)) s"
+}
+
+# Add-ons only: `hack/build-binaries.sh lws` builds just that (the default cluster needs none).
+if [[ $# -gt 0 ]]; then
+  for what in "$@"; do "build_$what"; done
+  echo "$BIN"
+  exit 0
+fi
+
 start=$SECONDS
 build_etcd
 build_kwok
 build_kubernetes
 build_helm
 build_kstatus
+build_lws
 log "all binaries ready in $BIN ($((SECONDS - start)) s)"
 echo "$BIN"

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument(
         "--fleet", default="default", help="builtin fleet name (default, a100-only) or a fleet YAML"
     )
+    cluster.add_argument(
+        "--addons", default="", help="comma-separated add-ons to start too (e.g. lws); see dev/addons"
+    )
     sub.add_parser("demo", help="the whole pass end to end on the local cluster (make demo)")
     fleet = sub.add_parser("fleet", help="print a fleet's Node objects as YAML")
     fleet.add_argument("--fleet", default="default")
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             local.up(resolve_fleet(args.fleet))
+            addons = [a.strip() for a in args.addons.split(",") if a.strip()]
+            if addons:
+                local.ensure_addons(*addons)
         elif args.action == "down":
             local.down()
         else:

@@ -149,8 +149,27 @@ class LocalCluster:
             process = self._processes.pop(name)
             process.returncode = 0
 
+    def ensure_addons(self, *names: str) -> None:
+        """Start each named add-on (dev/addons) that is not running and wait until it is usable.
+
+        Idempotent; raises ClusterError (with the add-on's log tail) when one can't start."""
+        from trtllm_operator.dev.addons import addon
+
+        for name in names:
+            try:
+                module = addon(name)
+            except KeyError as error:
+                raise ClusterError(str(error)) from None
+            if not module.running(self):
+                _say(f"starting add-on {name}")
+                module.start(self)
+
     def down(self, *, quiet: bool = False) -> None:
-        """Stop exactly the processes ``up`` started (by PID) and remove the cluster's data."""
+        """Stop exactly the processes ``up`` (and the add-ons) started (by PID) and remove the data."""
+        from trtllm_operator.dev.addons import ADDONS, addon
+
+        for name in ADDONS:
+            addon(name).stop(self, quiet)
         for name in reversed(COMPONENTS):
             self._stop(name, quiet=quiet)
         if self.state_dir.exists():
@@ -166,6 +185,29 @@ class LocalCluster:
             return self._get(f"{self.server}/readyz", client=True) == 200
         except (OSError, ssl.SSLError):
             return False
+
+    # ----------------------------------------------------------------- for add-ons (dev/addons)
+    def binaries(self) -> Path:
+        return self._binaries()
+
+    def process_alive(self, name: str) -> bool:
+        return self._alive(name)
+
+    def start_process(self, name: str, argv: list[str]) -> None:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._start(name, argv)
+
+    def stop_process(self, name: str, *, quiet: bool) -> None:
+        self._stop(name, quiet=quiet)
+
+    def wait_http(self, name: str, url: str, timeout: float) -> None:
+        self._wait_http(name, url, timeout)
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        return self._tail(name, lines)
+
+    def kubeconfig_text(self, ca: Path, issued: pki.Issued, user: str) -> str:
+        return self._kubeconfig_text(ca, issued, user)
 
     # ----------------------------------------------------------------- binaries & certificates
     def _binaries(self) -> Path:

@@ -76,6 +76,18 @@ class Authority:
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(self._key, directory / "ca.key")
 
+    @classmethod
+    def load(cls, directory: Path) -> Authority:
+        """The authority already written to ``directory`` (the running cluster's CA), to issue more."""
+        self = cls.__new__(cls)
+        self.dir, self.cert_path = directory, directory / "ca.crt"
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / 'ca.key'} is not an EC key")
+        self._key = key
+        self._name = x509.load_pem_x509_certificate(self.cert_path.read_bytes()).subject
+        return self
+
     def issue(
         self, stem: str, common: str, org: str | None = None, *, hosts: list[str] | None = None
     ) -> Issued:
