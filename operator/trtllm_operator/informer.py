@@ -91,6 +91,7 @@ class Informer:
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
         describe: Callable[[BaseException], str] = lambda error: str(error)[:300],
+        absent_if: Callable[[BaseException], bool] | None = None,
     ) -> None:
         self.name = name
         self._scopes = [_Scope(source, namespace) for source, namespace in sources]
@@ -103,6 +104,10 @@ class Informer:
         self._index: dict[str, dict[str, set[ObjKey]]] = {name: {} for name in self._indexers}
         self._handlers: list[Handler] = []
         self.synced = threading.Event()
+        #: Set while the resource itself is not served (``absent_if`` said so of the LIST's error, e.g. a
+        #: CRD that is not installed): the cache is empty and synced, and LIST is retried with backoff.
+        self.absent = threading.Event()
+        self._absent_if = absent_if
         self.relists = 0
         self.watch_errors = 0
 
@@ -214,13 +219,30 @@ class Informer:
             if all(s.listed for s in self._scopes):
                 self.synced.set()
 
+    def _mark_absent(self, scope: _Scope) -> None:
+        """The resource is not served: an empty, synced cache (nothing of it can exist)."""
+        if not self.absent.is_set():
+            log.warning("resource not served; cache empty until it is", informer=self.name)
+        self.absent.set()
+        self.replace([], scope.namespace)
+        self._mark_listed(scope)
+
     def _follow(self, scope: _Scope, stop: threading.Event) -> None:
         resource_version: str | None = None
         failures = 0
         while not stop.is_set():
             try:
                 if resource_version is None:
-                    items, resource_version = scope.source.list()
+                    try:
+                        items, resource_version = scope.source.list()
+                    except Exception as error:
+                        if self._absent_if is None or not self._absent_if(error):
+                            raise
+                        self._mark_absent(scope)
+                        raise
+                    if self.absent.is_set():
+                        log.info("resource now served", informer=self.name)
+                    self.absent.clear()
                     self.replace(items, scope.namespace)
                     self._mark_listed(scope)
                 for event in scope.source.watch(resource_version):

@@ -74,6 +74,11 @@ def is_api_error(error: BaseException) -> bool:
     return isinstance(error, client.ApiException)
 
 
+def is_not_found(error: BaseException) -> bool:
+    """The API answered 404: the object, or the whole resource (a CRD not installed), does not exist."""
+    return isinstance(error, client.ApiException) and error.status == 404
+
+
 def describe_error(error: BaseException) -> str:
     """A short, stable description of a failed call: the API's code, reason and message, no headers.
 
@@ -191,6 +196,7 @@ PODS = Resource("", "v1", "pods")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 CORE_SERVICES = Resource("", "v1", "services")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+LEADER_WORKER_SETS = Resource(c.LWS_GROUP, c.LWS_VERSION, c.LWS_PLURAL)
 NODES = Resource("", "v1", "nodes", namespaced=False)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 
@@ -385,6 +391,20 @@ class Kube:
         """
         body = with_rendered_hash(obj)
         kind, meta = body["kind"], body["metadata"]
+        if kind == c.LWS_KIND:
+            self.custom.patch_namespaced_custom_object(
+                c.LWS_GROUP,
+                c.LWS_VERSION,
+                meta["namespace"],
+                c.LWS_PLURAL,
+                meta["name"],
+                as_body(stringify_quantities(body)),
+                field_manager=c.MANAGED_BY,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+            log.info("applied", kind=kind, namespace=meta["namespace"], name=meta["name"])
+            return
         patcher = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
@@ -401,6 +421,16 @@ class Kube:
         log.info("applied", kind=kind, namespace=meta["namespace"], name=meta["name"])
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
+        if kind == c.LWS_KIND:
+            try:
+                self.custom.delete_namespaced_custom_object(
+                    c.LWS_GROUP, c.LWS_VERSION, namespace, c.LWS_PLURAL, name, propagation_policy="Background"
+                )
+                log.info("deleted", kind=kind, namespace=namespace, name=name)
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
+            return
         deleter = {
             "Job": self.batch.delete_namespaced_job,
             "HorizontalPodAutoscaler": self.autoscaling.delete_namespaced_horizontal_pod_autoscaler,

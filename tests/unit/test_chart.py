@@ -110,6 +110,7 @@ NAMESPACED = (
     | grants("", "list watch", "pods")
     | grants("", "create", "configmaps", "persistentvolumeclaims")
     | grants("apps", "list watch create patch delete", "deployments")
+    | grants("leaderworkerset.x-k8s.io", "list watch create patch delete", "leaderworkersets")
     | grants("", "list watch create patch", "services")
     | grants("autoscaling", "list watch create patch delete", "horizontalpodautoscalers")
     | grants("", "create", "events")

@@ -96,6 +96,11 @@ read is served from the watch-fed caches (handlers/runtime.py Caches).
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Multi-node engines: one LeaderWorkerSet per architecture instead of a Deployment (the LWS API may be
+# absent: the operator then reports LeaderWorkerSetNotInstalled instead of failing).
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]

@@ -33,6 +33,21 @@ LABEL_SERVICE: Final = "trtllm.dev/inference-service"
 COMPONENT_BUILD: Final = "build"
 COMPONENT_SERVER: Final = "server"
 COMPONENT_CLEANUP: Final = "cleanup"
+#: Worker pods of a multi-node group (LeaderWorkerSet): not selected by the Service, which reaches
+#: the group's leader (component=server) only.
+COMPONENT_SERVER_WORKER: Final = "server-worker"
+
+# LeaderWorkerSet (sigs.k8s.io/lws), for engines whose tensor x pipeline exceeds one node's GPUs.
+LWS_GROUP: Final = "leaderworkerset.x-k8s.io"
+LWS_VERSION: Final = "v1"
+LWS_API_VERSION: Final = f"{LWS_GROUP}/{LWS_VERSION}"
+LWS_KIND: Final = "LeaderWorkerSet"
+LWS_PLURAL: Final = "leaderworkersets"
+#: The controller release this operator is tested with (hack/build-binaries.sh LWS_VERSION).
+LWS_TESTED_RELEASE: Final = "v0.8.0"
+LWS_LABEL_GROUP_INDEX: Final = "leaderworkerset.sigs.k8s.io/group-index"
+LWS_LABEL_WORKER_INDEX: Final = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_LABEL_NAME: Final = "leaderworkerset.sigs.k8s.io/name"
 
 FINALIZER: Final = "trtllm.dev/engine-files"
 

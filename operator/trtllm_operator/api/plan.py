@@ -87,6 +87,8 @@ class BuildPlan(PlanModel):
     kv_cache_dtype: KvCacheDtype
     tensor: int
     pipeline: int
+    #: GPUs of the build pod when fewer than tensor x pipeline (a multi-node engine built on one node).
+    build_gpus: int | None = None
     target_cc: str
     target_product: str | None = None
     model: PlanModelSource

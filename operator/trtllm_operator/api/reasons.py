@@ -33,6 +33,12 @@ POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
 JOB_REPLACED: Final = "JobReplaced"
 COMPATIBLE: Final = "Compatible"
 NO_COMPATIBLE_NODES: Final = "NoCompatibleNodes"
+#: A multi-node engine (tensor x pipeline over several nodes) with benchmark/accuracy gates.
+MULTI_NODE_VALIDATION_UNSUPPORTED: Final = "MultiNodeValidationUnsupported"
+#: An InferenceService needs a LeaderWorkerSet but the LeaderWorkerSet API is not installed.
+LEADER_WORKER_SET_MISSING: Final = "LeaderWorkerSetNotInstalled"
+#: A multi-node engine whose ranks can't be split evenly over the nodes of its architecture.
+NO_MULTI_NODE_SPLIT: Final = "NoMultiNodeSplit"
 PRECISION_UNSUPPORTED: Final = "PrecisionUnsupported"
 INSUFFICIENT_GPUS: Final = "InsufficientGPUs"
 INSUFFICIENT_MEMORY: Final = "InsufficientGPUMemory"

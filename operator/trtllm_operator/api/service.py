@@ -184,14 +184,28 @@ class InferenceServiceSpec(ApiModel):
 
 
 class ArchitectureStatus(ApiModel):
-    """The serving pods of one GPU architecture (one Deployment)."""
+    """The serving pods of one GPU architecture (one Deployment, or one LeaderWorkerSet when the engine
+    needs more GPUs than one node has)."""
 
     computeCapability: str = Field(description="Compute capability the pods are pinned to.", max_length=5)
-    deployment: str = Field(description="The Deployment.", max_length=253)
+    deployment: str = Field(
+        description="The Deployment (or LeaderWorkerSet, when groupSize is set).", max_length=253
+    )
     engine: str = Field(default="", description="TRTEngine served (empty: retiring).", max_length=253)
     revision: int | None = Field(default=None, description="Engine revision served.")
     replicas: int = Field(default=0, description="Pods that exist.")
-    readyReplicas: int = Field(default=0, description="Pods that are ready.")
+    readyReplicas: int = Field(
+        default=0,
+        description="Pods that are ready (multi-node: groups whose leader and every worker are ready).",
+    )
+    groupSize: int | None = Field(
+        default=None,
+        description=(
+            "Multi-node: pods per replica (a LeaderWorkerSet group: one leader running trtllm-serve over "
+            "MPI, the rest workers); replicas and readyReplicas then count groups."
+        ),
+        ge=2,
+    )
     retiring: bool = Field(
         default=False,
         description="No longer wanted: kept serving until every wanted Deployment is ready, then deleted.",

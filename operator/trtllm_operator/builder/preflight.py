@@ -132,7 +132,7 @@ def _no_gpu(inventory: Inventory) -> Failure:
 
 
 def _too_few(plan: BuildPlan, inventory: Inventory) -> Failure | None:
-    need = plan.tensor * plan.pipeline
+    need = plan.build_gpus or plan.tensor * plan.pipeline  # a multi-node engine builds on one node
     if len(inventory.gpus) >= need:
         return None
     return Failure(

@@ -25,6 +25,13 @@ depends on:
   maps ``podIP:port`` to the ``127.0.0.1:port`` that really answers, and each pod carries it in the
   ``sim.trtllm.dev/loopback`` annotation.
 
+* **Multi-node groups** (LeaderWorkerSet, ``render/multinode.py``): the leader pod is a serving pod
+  like any other (the stand-in ``trtllm-serve`` serves for the whole group; the pod's ``mpirun``
+  command is not run). Worker pods (label ``trtllm.dev/component=server-worker``) run nothing: they are
+  marked Ready once their leader's stand-in answers ``/health`` and not Ready while it doesn't, or while
+  the worker carries the annotation ``sim.trtllm.dev/unready: "true"`` (a test's way to make one worker
+  fail its readiness probe).
+
 Per-namespace simulation knobs come from an optional ConfigMap ``trtllm-sim`` (keys are TRTLLM_SIM_*
 environment variables for the stand-ins, e.g. TRTLLM_SIM_BENCH), so each test picks its own numbers.
 """
@@ -71,6 +78,8 @@ EXECUTOR_LABEL = "sim.trtllm.dev/executor"
 EXAMPLES = "/app/tensorrt_llm/examples"
 BENCHMARKS = "/app/tensorrt_llm/benchmarks"
 LOOPBACK_ANNOTATION = "sim.trtllm.dev/loopback"
+UNREADY_ANNOTATION = "sim.trtllm.dev/unready"
+LWS_LEADER_NAME_ANNOTATION = "leaderworkerset.sigs.k8s.io/leader-name"
 ENDPOINTS_FILE = "serving-endpoints.json"
 LIVENESS_FAILURES = 3
 #: The convert_checkpoint.py scripts the renderer emits, one per transcribed parser (no mixtral script
@@ -428,6 +437,23 @@ class Executor:
         for key in [k for k in self.servers if k not in seen]:
             self._stop_server(key)
         self._write_endpoints()
+        self._workers_scan()
+
+    def _workers_scan(self) -> None:
+        """Multi-node worker pods: Ready exactly when their leader's stand-in is (and not marked unready)."""
+        selector = f"{c.LABEL_COMPONENT}={c.COMPONENT_SERVER_WORKER}"
+        for pod in self.core.list_pod_for_all_namespaces(label_selector=selector).items:
+            meta, status = required(pod.metadata, "metadata"), required(pod.status, "status")
+            if meta.deletion_timestamp or status.phase != "Running":
+                continue
+            annotations = meta.annotations or {}
+            leader = annotations.get(LWS_LEADER_NAME_ANNOTATION) or str(meta.name).rsplit("-", 1)[0]
+            server = self.servers.get(f"{meta.namespace}/{leader}")
+            want = bool(server and server.ready and annotations.get(UNREADY_ANNOTATION) != "true")
+            ready = any(x.type == "Ready" and x.status == "True" for x in status.conditions or [])
+            if want != ready:
+                log.info("worker pod readiness", pod=f"{meta.namespace}/{meta.name}", ready=want)
+                self._patch_ready(pod, want, 0)
 
     def _start_server(self, key: str, pod: Any, restarts: int = 0) -> None:
         container = self._container(pod)
@@ -518,6 +544,10 @@ class Executor:
             self._set_ready(pod, server, healthy)
 
     def _set_ready(self, pod: Any, server: ServingPod, ready: bool) -> None:
+        if self._patch_ready(pod, ready, server.restarts):
+            server.ready = ready
+
+    def _patch_ready(self, pod: Any, ready: bool, restarts: int) -> bool:
         """What a kubelet reports after a readiness probe: Ready/ContainersReady and the container's ready."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         value = "True" if ready else "False"
@@ -525,24 +555,25 @@ class Executor:
             {"type": kind, "status": value, "lastTransitionTime": now}
             for kind in ("Ready", "ContainersReady")
         ]
-        container = self._container(pod)
+        container = pod.spec.containers[0]
         statuses = [
             {
                 "name": container.name,
                 "image": container.image,
                 "ready": ready,
                 "started": True,
-                "restartCount": server.restarts,
+                "restartCount": restarts,
                 "state": {"running": {"startedAt": now}},
             }
         ]
         body = {"status": {"conditions": conditions, "containerStatuses": statuses}}
         try:
             self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
-            server.ready = ready
+            return True
         except client.ApiException as error:
             if error.status != 404:
                 raise
+            return False
 
     def _stop_server(self, key: str) -> None:
         server = self.servers.pop(key)

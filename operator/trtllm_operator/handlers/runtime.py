@@ -33,7 +33,8 @@ EXPECTATION_TTL = 30.0
 # Index names.
 BY_ENGINE = "engine"  # "<namespace>/<engine>" of a build Job or build pod (label)
 BY_JOB = "job"  # "<namespace>/<job>" of a build pod
-BY_SERVICE = "service"  # "<namespace>/<inference service>" of a Deployment
+BY_SERVICE = "service"  # "<namespace>/<inference service>" of a Deployment or LeaderWorkerSet
+BY_LWS = "lws"  # "<namespace>/<leader worker set>" of a multi-node worker pod
 BY_ENGINE_REF = "engine-ref"  # "<namespace>/<engine>" an InferenceService serves
 BY_BASELINE = "baseline"  # "<namespace>/<engine>" a TRTEngine's accuracy gate compares against
 
@@ -101,6 +102,8 @@ class Caches:
     hpas: Informer
     nodes: Informer
     namespaces: Informer
+    #: LeaderWorkerSets of multi-node engines; ``absent`` while the LWS CRD is not installed.
+    leader_worker_sets: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -113,13 +116,18 @@ class Caches:
             "horizontalpodautoscalers": self.hpas,
             "nodes": self.nodes,
             "namespaces": self.namespaces,
+            "leaderworkersets": self.leader_worker_sets,
         }
 
     def synced(self) -> bool:
         return all(informer.synced.is_set() for informer in self.all().values())
 
     def child(self, kind: str, namespace: str, name: str) -> Obj | None:
-        informer = {"Deployment": self.deployments, "Service": self.core_services}.get(kind, self.hpas)
+        informer = {
+            "Deployment": self.deployments,
+            "Service": self.core_services,
+            c.LWS_KIND: self.leader_worker_sets,
+        }.get(kind, self.hpas)
         return informer.get(namespace, name)
 
     @classmethod
@@ -130,8 +138,11 @@ class Caches:
             return [(kube.list_watch(resource, ns, selector), ns) for ns in namespaces]
 
         managed = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
-        # Build and cleanup pods (their scheduling and exit status); serving pods are the Deployments'.
-        job_pods = f"{managed},{c.LABEL_COMPONENT} in ({c.COMPONENT_BUILD},{c.COMPONENT_CLEANUP})"
+        # Build and cleanup pods (their scheduling and exit status), and multi-node worker pods (LWS
+        # v0.8.0 counts a group ready without looking at its workers' readiness: reconcile/multinode.py).
+        # Other serving pods are the Deployments'.
+        components = f"{c.COMPONENT_BUILD},{c.COMPONENT_CLEANUP},{c.COMPONENT_SERVER_WORKER}"
+        job_pods = f"{managed},{c.LABEL_COMPONENT} in ({components})"
         node_selector = ",".join(f"{k}={v}" for k, v in settings.node_selector.items()) or None
 
         def informer(name: str, scopes: list[tuple[Any, str | None]], **kwargs: Any) -> Informer:
@@ -152,7 +163,10 @@ class Caches:
             pods=informer(
                 "pods",
                 sources(k8s.PODS, job_pods),
-                indexers={BY_JOB: _label_index("batch.kubernetes.io/job-name")},
+                indexers={
+                    BY_JOB: _label_index("batch.kubernetes.io/job-name"),
+                    BY_LWS: _label_index(c.LWS_LABEL_NAME),
+                },
             ),
             deployments=informer(
                 "deployments",
@@ -164,6 +178,12 @@ class Caches:
             nodes=informer("nodes", [(kube.list_watch(k8s.NODES, None, node_selector), None)]),
             # Whether a namespace is terminating (nothing can be created there: cleanup is skipped).
             namespaces=informer("namespaces", [(kube.list_watch(k8s.NAMESPACES, None), None)]),
+            leader_worker_sets=informer(
+                "leaderworkersets",
+                sources(k8s.LEADER_WORKER_SETS, managed),
+                indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
+                absent_if=k8s.is_not_found,
+            ),
         )
 
 

@@ -13,7 +13,7 @@ import structlog
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.service import InferenceServiceStatus
-from trtllm_operator.handlers.runtime import BY_SERVICE, Key, Runtime, service_engine_refs
+from trtllm_operator.handlers.runtime import BY_LWS, BY_SERVICE, Key, Runtime, service_engine_refs
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
 log = structlog.get_logger(__name__)
@@ -30,6 +30,8 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     deployments = {
         d["metadata"]["name"]: d for d in rt.caches.deployments.by_index(BY_SERVICE, f"{namespace}/{name}")
     }
+    lws = rt.caches.leader_worker_sets
+    leader_worker_sets = {d["metadata"]["name"]: d for d in lws.by_index(BY_SERVICE, f"{namespace}/{name}")}
     meta = obj["metadata"]
     obs = ServiceObservation(
         namespace,
@@ -40,6 +42,10 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         obj.get("status") or {},
         engines,
         deployments,
+        leader_worker_sets=leader_worker_sets,
+        group_workers={n: rt.caches.pods.by_index(BY_LWS, f"{namespace}/{n}") for n in leader_worker_sets},
+        nodes=rt.nodes(),
+        lws_installed=not lws.absent.is_set(),
     )
     decision = reconcile_service(obs, datetime.now(UTC))
     for child in decision.apply:

@@ -6,7 +6,7 @@ Each handler maps one event to exactly the keys that depend on it (controller-ru
 - an InferenceService -> itself;
 - a build Job or build pod -> its engine (label); a finished Job frees a build slot -> the engines
   waiting for one, in line order;
-- a Deployment, Service or HPA -> the InferenceService that owns it;
+- a Deployment, LeaderWorkerSet, Service or HPA -> the InferenceService that owns it;
 - a Node whose GPU facts changed -> the engines still looking for a place to build;
 - a Namespace that starts terminating -> its engines (their deletion skips the cleanup Job).
 """
@@ -78,8 +78,14 @@ def on_job(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
 
 
 def on_build_pod(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    """A build or cleanup pod -> its engine; a multi-node worker pod -> its InferenceService."""
     meta = _meta(_current(old, new))
-    engine = (meta.get("labels") or {}).get(c.LABEL_ENGINE)
+    labels = meta.get("labels") or {}
+    if labels.get(c.LABEL_COMPONENT) == c.COMPONENT_SERVER_WORKER:
+        if service := labels.get(c.LABEL_SERVICE):
+            rt.enqueue(c.SERVICE_KIND, str(meta.get("namespace") or ""), str(service))
+        return
+    engine = labels.get(c.LABEL_ENGINE)
     if engine:
         rt.enqueue(c.ENGINE_KIND, str(meta.get("namespace") or ""), str(engine))
 
@@ -146,7 +152,7 @@ def wire(rt: Runtime) -> None:
     caches.services.add_handler(bind(on_service))
     caches.jobs.add_handler(bind(on_job))
     caches.pods.add_handler(bind(on_build_pod))
-    for informer in (caches.deployments, caches.core_services, caches.hpas):
+    for informer in (caches.deployments, caches.core_services, caches.hpas, caches.leader_worker_sets):
         informer.add_handler(bind(on_owned))
     caches.nodes.add_handler(bind(on_node))
     caches.namespaces.add_handler(bind(on_namespace))

@@ -259,10 +259,14 @@ def _placement(
         return choose_target(spec, nodes)
     cc = parse_cc(job.target_cc)
     fitting = sum(1 for n in nodes if n.cc == cc and n.usable)
+    gpus = spec.parallelism.tensor * spec.parallelism.pipeline
+    chosen = choose_target(spec, nodes)
+    if isinstance(chosen, Placement) and chosen.cc == cc:
+        gpus = chosen.gpus  # a multi-node engine's build pod has one node's share
     return Placement(
         cc=cc,
         product=job.target_product,
-        gpus=spec.parallelism.tensor * spec.parallelism.pipeline,
+        gpus=gpus,
         candidate_nodes=fitting,
         reason=f"fixed by build Job {job.name}: {cc} ({arch_name(cc)})",
     )

@@ -52,9 +52,11 @@ class Placement:
 
     cc: ComputeCapability
     product: str | None
-    gpus: int
+    gpus: int  # GPUs of the build pod (a multi-node engine's: one node's share)
     candidate_nodes: int
     reason: str
+    #: Pods per serving replica: 1, or more when tensor x pipeline exceeds one node's GPUs (multi-node).
+    group_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -287,17 +289,98 @@ def _chosen(need: _Need, fitting: list[GpuNodeFacts]) -> Placement:
     return Placement(cc=cc, product=need.product, gpus=need.gpus, candidate_nodes=count, reason=reason)
 
 
+#: Why a multi-node engine builds on one node (cited in docs/serving.md): trtllm-build's
+#: ``parallel_build`` builds every rank's engine in one process tree, rank after rank on the visible
+#: GPUs (``build_and_save(rank, rank % workers, ...)``), so no second node is needed to compile a
+#: TP8xPP2 engine (see MULTI_NODE_BUILD_SOURCE).
+#: The gates are different: trtllm-bench and trtllm-eval load the engine with one MPI rank per GPU,
+#: which needs the whole world on several nodes; a multi-node build Job is not supported yet.
+MULTI_NODE_BUILD_SOURCE: Final = (
+    "NVIDIA/TensorRT-LLM tensorrt_llm/commands/build.py @ 65f1d1536e18aea3380e6e270e00895a709333eb"
+)
+
+
+def group_split(total: int, per_node: int) -> tuple[int, int] | None:
+    """(pods, GPUs per pod) for ``total`` GPUs on nodes of ``per_node`` GPUs: the fewest pods that
+    share the ranks evenly (TP8xPP2 on 8-GPU nodes: 2 pods of 8). None when there is no even split."""
+    if per_node <= 0:
+        return None
+    pods = -(-total // per_node)
+    while pods <= total:
+        if total % pods == 0 and total // pods <= per_node:
+            return pods, total // pods
+        pods += 1
+    return None
+
+
+def _multi_node_fit(need: _Need, node: GpuNodeFacts, per_pod: int) -> bool:
+    """The node can hold one pod of a multi-node engine: only its GPU count kept it from the whole."""
+    if _blocker(need, node) != _COUNT or _node_gpus(node) < per_pod or not node.usable:
+        return False
+    return not (
+        need.weight_bytes is not None
+        and node.memory_mib
+        and need.gpus * node.memory_mib * _MIB < need.weight_bytes
+    )
+
+
+def _multi_node(need: _Need, spec: TRTEngineSpec, nodes: Sequence[GpuNodeFacts]) -> Placement | NoFit | None:
+    """tensor x pipeline exceeds every node: build on one node, serve across several (LeaderWorkerSet).
+
+    None when no architecture has enough nodes for one group (the single-node message then explains)."""
+    options: list[tuple[ComputeCapability, int, int, int]] = []  # (cc, pods, per pod, nodes)
+    for cc in sorted({n.cc for n in nodes}, reverse=True):
+        same = [n for n in nodes if n.cc == cc and _blocker(need, n) == _COUNT]
+        if not same:
+            continue
+        split = group_split(need.gpus, max(_node_gpus(n) for n in same))
+        if split is None:
+            continue
+        pods, per_pod = split
+        fitting = sum(1 for n in same if _multi_node_fit(need, n, per_pod))
+        if fitting >= pods:
+            options.append((cc, pods, per_pod, fitting))
+    if not options:
+        return None
+    validation = spec.validation
+    if validation is not None and (validation.benchmark is not None or validation.accuracy is not None):
+        cc, pods, per_pod, _ = options[0]
+        return NoFit(
+            reasons.MULTI_NODE_VALIDATION_UNSUPPORTED,
+            f"tensor × pipeline = {need.gpus} needs {pods} nodes of {per_pod} GPUs ({cc}): the engine "  # noqa: RUF001
+            "can be built on one node and served across nodes (LeaderWorkerSet), but its gates "
+            "(spec.validation.benchmark / accuracy) would have to run the engine on several nodes, and a "
+            "multi-node build Job is not supported yet. Remove spec.validation.benchmark and "
+            "spec.validation.accuracy (and serve it with allowUnvalidatedEngines: true), or lower "
+            "spec.parallelism to one node's GPUs.",
+        )
+    cc, pods, per_pod, fitting = options[0]
+    reason = (
+        f"multi-node: tensor × pipeline = {need.gpus} exceeds one node; {cc} ({arch_name(cc)}) has "  # noqa: RUF001
+        f"{_plural(fitting, 'node')} with {per_pod}+ GPUs. The build Job runs on one node with {per_pod} "
+        f"GPUs (trtllm-build compiles every rank there); serving takes {pods} pods of {per_pod} GPUs "
+        "per replica (LeaderWorkerSet)"
+    )
+    return Placement(
+        cc=cc, product=need.product, gpus=per_pod, candidate_nodes=fitting, reason=reason, group_size=pods
+    )
+
+
 def choose_target(spec: TRTEngineSpec, nodes: Sequence[GpuNodeFacts]) -> Placement | NoFit:
     """Where to build: the spec's explicit target if nodes can take it, else the newest GPU that can.
 
     A node fits when it is usable (schedulable, Ready, GPUs allocatable), matches spec.target, can
     run the precision / KV dtype / backend, has tensor * pipeline GPUs and — when the model size is
-    known — memory for the weights.
+    known — memory for the weights. When no node has that many GPUs but enough nodes of one
+    architecture share the ranks evenly, the engine is multi-node (``group_size`` > 1): built on one of
+    them, served across ``group_size`` of them.
     """
     need = _need(spec)
     if problem := _target_problem(need):
         return problem
     fitting = [n for n in nodes if _blocker(need, n) is None]
     if not fitting:
+        if multi := _multi_node(need, spec, nodes):
+            return multi
         return NoFit(reasons.NO_COMPATIBLE_NODES, _no_fit_message(need, spec, nodes))
     return _chosen(need, fitting)

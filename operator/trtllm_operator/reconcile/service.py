@@ -26,8 +26,11 @@ from trtllm_operator.api import reasons as r
 from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
+from trtllm_operator.gpu import GpuNodeFacts
 from trtllm_operator.reconcile.engine import Event
+from trtllm_operator.reconcile.multinode import GroupShape, ShapeProblem, lws_rollout, serving_shape
 from trtllm_operator.reconcile.trust import engine_status_problem
+from trtllm_operator.render.multinode import render_leader_worker_set
 from trtllm_operator.render.serving import (
     deployment_name,
     render_deployment,
@@ -50,6 +53,12 @@ class ServiceObservation:
     status: dict[str, Any]
     engines: dict[str, dict[str, Any] | None]  # engine name -> TRTEngine object (None: not found)
     deployments: dict[str, dict[str, Any]]  # deployment name -> Deployment object
+    #: LeaderWorkerSet name -> object (multi-node engines; render/multinode.py)
+    leader_worker_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: LeaderWorkerSet name -> its worker pods (LWS doesn't count their readiness: we do)
+    group_workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    nodes: tuple[GpuNodeFacts, ...] = ()  # GPU facts of the cache's Nodes (GPUs per node)
+    lws_installed: bool = True  # the LeaderWorkerSet API is served (its CRD is installed)
 
 
 @dataclass
@@ -130,8 +139,40 @@ TERMINAL = frozenset(
         r.ENGINE_STALLED,
         r.INVALID_ENGINE_STATUS,
         r.RUNTIME_VERSION_MISMATCH,
+        r.LEADER_WORKER_SET_MISSING,
+        r.NO_MULTI_NODE_SPLIT,
     }
 )
+
+
+def _multi_node(
+    obs: ServiceObservation, served: list[_Served], blocked: list[tuple[str, str]]
+) -> tuple[list[_Served], dict[str, GroupShape]]:
+    """Which served engines need a LeaderWorkerSet (engine name -> group shape); the ones that need
+    one but can't get it move to ``blocked`` (no LWS API, no even split over the nodes)."""
+    shapes: dict[str, GroupShape] = {}
+    kept = []
+    for s in served:
+        shape = serving_shape(s.spec, s.engine, obs.nodes)
+        if isinstance(shape, ShapeProblem):
+            blocked.append((r.NO_MULTI_NODE_SPLIT, f"TRTEngine {s.engine_name}: {shape.message}"))
+            continue
+        if shape is not None and not obs.lws_installed:
+            world = s.spec.parallelism.tensor * s.spec.parallelism.pipeline
+            blocked.append(
+                (
+                    r.LEADER_WORKER_SET_MISSING,
+                    f"TRTEngine {s.engine_name} needs {world} GPUs, more than one node of "
+                    f"{s.engine.computeCapability} has ({shape.gpus_per_node}): multi-node serving needs "
+                    f"LeaderWorkerSet {c.LWS_TESTED_RELEASE} ({c.LWS_API_VERSION}, sigs.k8s.io/lws) "
+                    "installed in the cluster",
+                )
+            )
+            continue
+        if shape is not None:
+            shapes[s.engine_name] = shape
+        kept.append(s)
+    return kept, shapes
 
 
 def _summary(refs: list[str], served: list[_Served]) -> str:
@@ -254,6 +295,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             served.append(ok)
         else:
             blocked.append((reason, message))
+    served, shapes = _multi_node(obs, served, blocked)
     status.engines = _summary(refs, served)
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
@@ -272,7 +314,23 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     else:
         status.conditions = [x for x in status.conditions if x.type != r.RUNTIME_VERSION_UNKNOWN]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
+    multi = {n: shapes[s.engine_name] for n, s in wanted_deployments.items() if s.engine_name in shapes}
     for dep_name, s in wanted_deployments.items():
+        if shape := multi.get(dep_name):
+            decision.apply.append(
+                render_leader_worker_set(
+                    owner,
+                    obs.namespace,
+                    obs.name,
+                    spec,
+                    s.engine_name,
+                    s.spec,
+                    s.engine,
+                    size=shape.size,
+                    gpus_per_pod=shape.gpus_per_pod,
+                )
+            )
+            continue  # no HPA for a LeaderWorkerSet yet (docs/serving.md)
         decision.apply.append(
             render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
         )
@@ -319,20 +377,36 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         ),
     )
     wanted = None if spec.autoscaling else spec.replicas
-    results = [_rollout(obs.deployments.get(n), wanted) for n in wanted_deployments]
-    # A Deployment no longer wanted (the engine moved to another architecture) keeps serving behind the
-    # same Service until every wanted one has rolled out: deleting it earlier is an outage.
-    stale = sorted(n for n in obs.deployments if n not in wanted_deployments)
+    results = [
+        lws_rollout(obs.leader_worker_sets.get(n), wanted, obs.group_workers.get(n, []))
+        if n in multi
+        else _rollout(obs.deployments.get(n), wanted)
+        for n in wanted_deployments
+    ]
+    # A Deployment (or LeaderWorkerSet) no longer wanted (the engine moved to another architecture, or
+    # between one node and several) keeps serving behind the same Service until every wanted one has
+    # rolled out: deleting it earlier is an outage.
+    stale = [
+        ("Deployment", n, d)
+        for n, d in sorted(obs.deployments.items())
+        if n not in wanted_deployments or n in multi
+    ]
+    stale += [
+        (c.LWS_KIND, n, d)
+        for n, d in sorted(obs.leader_worker_sets.items())
+        if n not in wanted_deployments or n not in multi
+    ]
     rolled_out = all(x[0] for x in results)
     retiring = [] if rolled_out else stale
     if rolled_out:
-        decision.delete = [("Deployment", n) for n in stale]
-    status.architectures = _architectures(wanted_deployments, results, obs.deployments, retiring)
+        decision.delete = [(kind, n) for kind, n, _ in stale]
+    status.architectures = _architectures(wanted_deployments, results, retiring, multi)
     status.replicas = sum(a.replicas for a in status.architectures)
     status.readyReplicas = sum(a.readyReplicas for a in status.architectures)
     summary = "; ".join(x[2] for x in results)
     if retiring:
-        summary += f"; keeping {', '.join(retiring)} serving until the new Deployment is ready"
+        names = ", ".join(n if kind == "Deployment" else f"{kind} {n}" for kind, n, _ in retiring)
+        summary += f"; keeping {names} serving until the new Deployment is ready"
     if any(x[1] for x in results):
         cond(r.AVAILABLE, "False", r.ROLLOUT_STALLED, summary)
         cond(r.READY, "False", r.ROLLOUT_STALLED, summary)
@@ -362,8 +436,8 @@ def _cc_of(deployment: str) -> str:
 def _architectures(
     wanted: dict[str, _Served],
     results: list[tuple[bool, bool, str, int, int]],
-    deployments: dict[str, dict[str, Any]],
-    retiring: list[str],
+    retiring: list[tuple[str, str, dict[str, Any]]],
+    multi: dict[str, GroupShape],
 ) -> list[ArchitectureStatus]:
     rows = [
         ArchitectureStatus(
@@ -373,11 +447,12 @@ def _architectures(
             revision=s.engine.revision,
             replicas=result[3],
             readyReplicas=result[4],
+            groupSize=multi[name].size if name in multi else None,
         )
         for (name, s), result in zip(wanted.items(), results, strict=True)
     ]
-    for name in retiring:
-        st = deployments[name].get("status") or {}
+    for _, name, child in retiring:
+        st = child.get("status") or {}
         rows.append(
             ArchitectureStatus(
                 computeCapability=_cc_of(name),

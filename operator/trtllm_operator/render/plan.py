@@ -356,6 +356,7 @@ def render_plan(
 ) -> BuildPlan:
     """The build plan of one revision: paths, exact argv of every step, final build flags."""
     paths = _paths(name, spec, build_hash)
+    world = spec.parallelism.tensor * spec.parallelism.pipeline
     model, download = _model(spec, paths)
     calib = _calibration(spec)
     steps = [download] if download else []
@@ -398,6 +399,7 @@ def render_plan(
         kv_cache_dtype=spec.kvCacheDtype,
         tensor=spec.parallelism.tensor,
         pipeline=spec.parallelism.pipeline,
+        build_gpus=placement.gpus if placement.gpus < world else None,
         target_cc=str(placement.cc),
         target_product=placement.product,
         model=model,
