@@ -21,7 +21,7 @@ venv: $(PY) ## create .venv with the package and dev tools
 binaries: ## build (or reuse) etcd, kube-*, kubectl, kwok, helm from the Go module proxy
 	bash hack/build-binaries.sh
 
-cluster-up: $(PY) ## start the local control plane + simulated GPU fleet; writes .cluster/kubeconfig
+cluster-up: $(PY) ## start the local control plane + simulated GPU fleet (ADDONS=lws to add LeaderWorkerSet); writes .cluster/kubeconfig
 	$(PY) -m trtllm_operator.dev cluster up $(if $(FLEET),--fleet $(FLEET)) $(if $(ADDONS),--addons $(ADDONS))
 
 cluster-down: ## stop exactly the processes cluster-up started and remove .cluster/
