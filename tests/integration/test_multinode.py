@@ -135,3 +135,29 @@ def test_tp8_pp2_engine_is_served_by_a_leader_worker_set_of_two_pods(
     )
     services.wait("chat", "Ready", "True", timeout=60)
     assert nodes
+
+
+def test_an_api_that_is_not_served_leaves_an_empty_synced_cache_marked_absent(kube: Kube) -> None:
+    """What the operator's LeaderWorkerSet cache does where the LWS CRD is not installed: the real
+    API server answers the LIST with 404, the informer is synced and empty, and says it is absent."""
+    import threading
+
+    from trtllm_operator import k8s
+    from trtllm_operator.informer import Informer
+
+    missing = k8s.Resource("not-installed.trtllm.dev", "v1", "things")
+    informer = Informer(
+        "things",
+        [(k8s.Kube(kube.api).list_watch(missing, "default"), "default")],
+        describe=k8s.describe_error,
+        absent_if=k8s.is_not_found,
+        retry_cap=0.5,
+    )
+    stop = threading.Event()
+    informer.run(stop)
+    try:
+        assert informer.synced.wait(30)
+        assert informer.absent.is_set()
+        assert len(informer) == 0
+    finally:
+        stop.set()

@@ -80,6 +80,15 @@ def test_too_few_gpus_for_the_parallelism() -> None:
     assert verdict.failure.message.startswith("tensor 4 x pipeline 1 needs 4 GPUs but NVML sees 2")
 
 
+def test_a_multi_node_engine_builds_with_one_nodes_gpus() -> None:
+    """TP8xPP2 over two 8-GPU nodes: the build pod has 8 (trtllm-build compiles all 16 ranks there)."""
+    multi = plan(tensor=8, pipeline=2, build_gpus=8, target_cc="9.0")
+    assert check(multi, inventory(H100, count=8)).failure is None
+    short = check(multi, inventory(H100, count=4)).failure
+    assert short is not None
+    assert short.reason == reasons.INSUFFICIENT_GPUS
+
+
 def test_gfd_labels_that_lie_about_the_compute_capability_are_fatal() -> None:
     verdict = check(plan(precision="fp8", target_cc="9.0"), inventory(L40S))
 
