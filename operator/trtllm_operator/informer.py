@@ -92,6 +92,7 @@ class Informer:
         retry_cap: float = 30.0,
         describe: Callable[[BaseException], str] = lambda error: str(error)[:300],
         absent_if: Callable[[BaseException], bool] | None = None,
+        absent_recheck: float = 300.0,
     ) -> None:
         self.name = name
         self._scopes = [_Scope(source, namespace) for source, namespace in sources]
@@ -108,6 +109,9 @@ class Informer:
         #: CRD that is not installed): the cache is empty and synced, and LIST is retried with backoff.
         self.absent = threading.Event()
         self._absent_if = absent_if
+        #: How often a resource that is not served is LISTed again (rarely: it costs a request, and
+        #: installing a CRD is a rare event; the steady state stays free of requests).
+        self._absent_recheck = absent_recheck
         self.relists = 0
         self.watch_errors = 0
 
@@ -239,7 +243,9 @@ class Informer:
                         if self._absent_if is None or not self._absent_if(error):
                             raise
                         self._mark_absent(scope)
-                        raise
+                        if stop.wait(self._absent_recheck):
+                            return
+                        continue
                     if self.absent.is_set():
                         log.info("resource now served", informer=self.name)
                     self.absent.clear()
@@ -256,6 +262,8 @@ class Informer:
                 log.info("watch expired; re-listing", informer=self.name, namespace=scope.namespace)
                 resource_version = None
             except Exception as error:  # API server down, connection reset, 5xx: back off and retry
+                if self._absent_if is not None and self._absent_if(error):
+                    resource_version = None  # the resource itself went away (a CRD deleted): LIST again
                 self.watch_errors += 1
                 delay = min(self._retry_cap, self._retry_base * 2 ** min(failures, 10))
                 failures += 1

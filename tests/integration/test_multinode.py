@@ -9,10 +9,12 @@ leader is, unless the worker is annotated ``sim.trtllm.dev/unready`` (dev/execut
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
+from kubernetes import client
 
 from tests.conftest import PrivateFleet
 from tests.integration.test_serving_endpoints import loopback, ready_endpoints
@@ -36,6 +38,25 @@ def lws_addon(cluster: LocalCluster) -> LocalCluster:
 @pytest.fixture
 def services(kube: Kube, namespace: str) -> Services:
     return Services(kube, namespace)
+
+
+@pytest.fixture
+def without_lws(kube: Kube, cluster: LocalCluster) -> Iterator[None]:
+    """The LeaderWorkerSet CRD removed for this test (before the operator starts); put back after."""
+    cluster.ensure_addons("lws")
+    crd = f"{c.LWS_PLURAL}.{c.LWS_GROUP}"
+    kube.ext.delete_custom_resource_definition(crd)
+
+    def gone() -> bool:
+        try:
+            kube.ext.read_custom_resource_definition(crd)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, 60, what="the LeaderWorkerSet CRD to go")
+    yield
+    cluster.ensure_addons("lws")
 
 
 def get_lws(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -161,3 +182,22 @@ def test_an_api_that_is_not_served_leaves_an_empty_synced_cache_marked_absent(ku
         assert len(informer) == 0
     finally:
         stop.set()
+
+
+@pytest.mark.operator_env(private_fleet=True)
+def test_without_leader_worker_set_installed_the_service_stalls_and_the_operator_keeps_running(
+    without_lws: None,
+    kube: Kube,
+    engines: Engines,
+    services: Services,
+    private_fleet: PrivateFleet,
+    operator: OperatorProcess,
+) -> None:
+    private_fleet.add("h100", 2)
+    engines.create(engine_manifest("big", parallelism={"tensor": 8, "pipeline": 2}))
+    engines.wait_condition("big", "Ready", "True", timeout=180)
+    services.create(_service("chat", "big", replicas=1, allowUnvalidatedEngines=True))
+    stalled = services.wait("chat", "Stalled", "True", reason="LeaderWorkerSetNotInstalled", timeout=90)
+    assert f"multi-node serving needs LeaderWorkerSet {c.LWS_TESTED_RELEASE}" in stalled["message"]
+    assert (services.condition("chat", "Ready") or {}).get("status") == "False"
+    assert operator.get("/readyz")[0] == 200  # caches synced, nothing crashed

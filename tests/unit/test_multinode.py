@@ -289,3 +289,37 @@ def test_other_list_errors_do_not_mark_the_resource_absent(error: Exception) -> 
     assert not informer.synced.wait(0.5)
     assert not informer.absent.is_set()
     stop.set()
+
+
+def test_a_resource_installed_later_is_listed_at_the_next_recheck() -> None:
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    class Later:
+        calls = 0
+
+        def list(self) -> Any:
+            Later.calls += 1
+            if Later.calls == 1:
+                raise LookupError("404")
+            return [{"metadata": {"name": "chat-sm90", "namespace": "ns", "resourceVersion": "5"}}], "5"
+
+        def watch(self, resource_version: str) -> Any:
+            stop.wait(5)
+            return iter(())
+
+    informer = Informer(
+        "lws", [(Later(), "ns")], absent_if=lambda e: isinstance(e, LookupError), absent_recheck=0.05
+    )
+    informer.run(stop)
+    try:
+        assert informer.synced.wait(5)
+        deadline = time.monotonic() + 5
+        while informer.get("ns", "chat-sm90") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert informer.get("ns", "chat-sm90") is not None
+        assert not informer.absent.is_set()
+    finally:
+        stop.set()

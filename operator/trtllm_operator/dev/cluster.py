@@ -197,6 +197,13 @@ class LocalCluster:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._start(name, argv)
 
+    def detach_process(self, name: str) -> None:
+        """Leave a started process running for the cluster's life (stopped by PID in ``down``), like
+        ``restart_apiserver`` does: this process won't reap it."""
+        process = self._processes.pop(name, None)
+        if process is not None:
+            process.returncode = 0
+
     def stop_process(self, name: str, *, quiet: bool) -> None:
         self._stop(name, quiet=quiet)
 

@@ -53,7 +53,12 @@ def _dir(cluster: LocalCluster) -> Path:
 
 
 def running(cluster: LocalCluster) -> bool:
-    return cluster.process_alive(NAME)
+    """The manager runs and its CRD is installed (a test may have removed it)."""
+    if not cluster.process_alive(NAME):
+        return False
+    kubectl = cluster.binaries() / "kubectl"
+    argv = [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "get", f"crd/{CRD}", "-o", "name"]
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
 def _kubectl(cluster: LocalCluster, bin_dir: Path, *args: str, stdin: str | None = None) -> None:
@@ -124,6 +129,7 @@ def start(cluster: LocalCluster) -> None:
     """Install the CRD, start the manager, register its webhooks; wait until it answers /readyz."""
     from trtllm_operator.dev.cluster import ClusterError
 
+    cluster.stop_process(NAME, quiet=True)  # a half-installed add-on starts over
     bin_dir = cluster.binaries()
     crds = bin_dir / "lws-crds"
     if not (bin_dir / NAME).exists() or not crds.is_dir():
@@ -167,6 +173,7 @@ def start(cluster: LocalCluster) -> None:
         ],
     )
     cluster.wait_http(NAME, f"http://127.0.0.1:{health_port}/readyz", 60)
+    cluster.detach_process(NAME)
     ca_bundle = base64.b64encode(webhook_ca.cert_path.read_bytes()).decode()
     docs = _webhooks(f"https://127.0.0.1:{webhook_port}", ca_bundle)
     _kubectl(cluster, bin_dir, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
