@@ -195,6 +195,8 @@ JOBS = Resource("batch", "v1", "jobs")
 PODS = Resource("", "v1", "pods")
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 CORE_SERVICES = Resource("", "v1", "services")
+#: Only the operator's own (label-selected): multi-node SSH identities (handlers/mpissh.py).
+SECRETS = Resource("", "v1", "secrets")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 LEADER_WORKER_SETS = Resource(c.LWS_GROUP, c.LWS_VERSION, c.LWS_PLURAL)
 NODES = Resource("", "v1", "nodes", namespaced=False)
@@ -371,6 +373,7 @@ class Kube:
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
             "Deployment": self.apps.create_namespaced_deployment,
             "Service": self.core.create_namespaced_service,
+            "Secret": self.core.create_namespaced_secret,
             "HorizontalPodAutoscaler": self.autoscaling.create_namespaced_horizontal_pod_autoscaler,
         }
         creator = creators[kind]

@@ -111,6 +111,7 @@ NAMESPACED = (
     | grants("", "create", "configmaps", "persistentvolumeclaims")
     | grants("apps", "list watch create patch delete", "deployments")
     | grants("leaderworkerset.x-k8s.io", "list watch create patch delete", "leaderworkersets")
+    | grants("", "list watch create", "secrets")
     | grants("", "list watch create patch", "services")
     | grants("autoscaling", "list watch create patch delete", "horizontalpodautoscalers")
     | grants("", "create", "events")
@@ -170,7 +171,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     ]
 
 
-def test_rbac_has_no_wildcards_secrets_or_escalation_paths() -> None:
+def test_rbac_has_no_wildcards_secret_reads_or_escalation_paths() -> None:
     for role in [
         o
         for o in helm_template("--set", "watchNamespaces={ml}") + helm_template()
@@ -181,7 +182,14 @@ def test_rbac_has_no_wildcards_secrets_or_escalation_paths() -> None:
             assert not rule.get("resourceNames")
             assert not rule.get("nonResourceURLs")
         triples = rules_of(role)
-        assert not {t for t in triples if t[1] in ("secrets", "serviceaccounts", "serviceaccounts/token")}
+        assert not {t for t in triples if t[1] in ("serviceaccounts", "serviceaccounts/token")}
+        # Secrets: the multi-node SSH identities only — created, watched (label-selected), never read
+        # one by one, changed or deleted.
+        assert {t for t in triples if t[1] == "secrets"} <= {
+            ("", "secrets", "list"),
+            ("", "secrets", "watch"),
+            ("", "secrets", "create"),
+        }
         assert not {t for t in triples if t[0] == "rbac.authorization.k8s.io"}
         assert not {t for t in triples if t[2] in ("escalate", "bind", "impersonate", "deletecollection")}
         assert ("", "pods", "create") not in triples

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_mpissh import identity_secret
 from tests.unit.test_placement import A100, B200, H100, no_fit, node, placed, spec
 from tests.unit.test_reconcile_service import ENGINE_SPEC, NOW, cond, engine
 from trtllm_operator.api import constants as c
@@ -21,6 +22,7 @@ from trtllm_operator.reconcile.service import ServiceObservation, reconcile_serv
 from trtllm_operator.render.multinode import render_leader_worker_set
 
 TP8_PP2 = {"tensor": 8, "pipeline": 2}
+IDENTITY = identity_secret()
 H100_PAIR = (node("h100-0", H100), node("h100-1", H100))
 
 
@@ -86,11 +88,11 @@ def test_serving_shape_without_an_even_split_is_a_problem() -> None:
 OWNER = {"apiVersion": "trtllm.dev/v1alpha1", "kind": "InferenceService", "name": "chat", "uid": "u"}
 
 
-def render() -> dict[str, Any]:
+def render(**kwargs: Any) -> dict[str, Any]:
     svc = InferenceServiceSpec.model_validate({"engineRef": {"name": "big"}, "replicas": 1})
     engine_spec = TRTEngineSpec.model_validate({**ENGINE_SPEC, "parallelism": TP8_PP2})
     return render_leader_worker_set(
-        OWNER, "ns", "chat", svc, "big", engine_spec, status(), size=2, gpus_per_pod=8
+        OWNER, "ns", "chat", svc, "big", engine_spec, status(), size=2, gpus_per_pod=8, **kwargs
     )
 
 
@@ -128,7 +130,7 @@ def test_leader_runs_trtllm_serve_on_every_rank_of_the_group_and_only_it_is_behi
         "$(LWS_LEADER_ADDRESS):8,chat-sm90-$(LWS_GROUP_INDEX)-1.chat-sm90.ns:8",
         "--mca",
         "plm_rsh_args",
-        "-p 2222",
+        "-F /etc/trtllm/mpi-ssh/ssh_config",
         "--bind-to",
         "none",
         "trtllm-llmapi-launch",
@@ -186,6 +188,7 @@ def big_engine() -> dict[str, Any]:
 
 def observe(**kwargs: Any) -> ServiceObservation:
     spec_ = {"engineRef": {"name": "big"}, "replicas": 1}
+    kwargs.setdefault("mpi_ssh_secret", IDENTITY)
     return ServiceObservation(
         "ns", "chat", "uid", 1, spec_, {}, {"big": big_engine()}, {}, nodes=H100_PAIR, **kwargs
     )
@@ -241,6 +244,7 @@ def test_a_deployment_of_the_same_name_is_retired_once_the_leader_worker_set_is_
             leader_worker_sets={"chat-sm90": lws_object()},
             group_workers={"chat-sm90": [worker_pod(workers_ready)]},
             nodes=H100_PAIR,
+            mpi_ssh_secret=IDENTITY,
         )
         return reconcile_service(obs, NOW)
 

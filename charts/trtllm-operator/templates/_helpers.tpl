@@ -46,9 +46,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 RBAC: exactly what the operator's code calls (k8s.py: informers list+watch, writes), nothing more.
-No wildcards, no secrets (the operator never reads one: build pods get tokens through secretKeyRef,
-which the kubelet resolves), no pods/create (Jobs and Deployments make pods), no get at all: every
-read is served from the watch-fed caches (handlers/runtime.py Caches).
+No wildcards, no pods/create (Jobs and Deployments make pods), no get at all: every read is served
+from the watch-fed caches (handlers/runtime.py Caches). Secrets: only list/watch/create, for the
+multi-node SSH identities the operator generates (handlers/mpissh.py); its cache asks only for its
+own (label selector), build pods get tokens through secretKeyRef, which the kubelet resolves.
 */}}
 
 {{/* Cluster-scoped: always a ClusterRole, also when watchNamespaces is set. */}}
@@ -101,6 +102,12 @@ read is served from the watch-fed caches (handlers/runtime.py Caches).
 - apiGroups: ["leaderworkerset.x-k8s.io"]
   resources: ["leaderworkersets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Their SSH identity (<service>-mpi-ssh): created once, read only through a watch selecting the
+# operator's own label (RBAC can't scope list/watch by label: the admission policy confines what may
+# be created), never get/update/delete (ownerReferences delete it with its InferenceService).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch", "create"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "patch"]

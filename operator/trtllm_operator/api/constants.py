@@ -36,6 +36,8 @@ COMPONENT_CLEANUP: Final = "cleanup"
 #: Worker pods of a multi-node group (LeaderWorkerSet): not selected by the Service, which reaches
 #: the group's leader (component=server) only.
 COMPONENT_SERVER_WORKER: Final = "server-worker"
+#: The SSH identity Secret of a multi-node group (render/mpissh.py).
+COMPONENT_MPI_SSH: Final = "mpi-ssh"
 
 # LeaderWorkerSet (sigs.k8s.io/lws), for engines whose tensor x pipeline exceeds one node's GPUs.
 LWS_GROUP: Final = "leaderworkerset.x-k8s.io"

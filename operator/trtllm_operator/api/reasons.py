@@ -39,6 +39,8 @@ MULTI_NODE_VALIDATION_UNSUPPORTED: Final = "MultiNodeValidationUnsupported"
 LEADER_WORKER_SET_MISSING: Final = "LeaderWorkerSetNotInstalled"
 #: A multi-node engine whose ranks can't be split evenly over the nodes of its architecture.
 NO_MULTI_NODE_SPLIT: Final = "NoMultiNodeSplit"
+#: The multi-node group's SSH identity Secret (<service>-mpi-ssh) is not what the operator wrote.
+MPI_SSH_SECRET_INVALID: Final = "MpiSshSecretInvalid"  # noqa: S105 (a reason, not a password)
 PRECISION_UNSUPPORTED: Final = "PrecisionUnsupported"
 INSUFFICIENT_GPUS: Final = "InsufficientGPUs"
 INSUFFICIENT_MEMORY: Final = "InsufficientGPUMemory"

@@ -104,6 +104,8 @@ class Caches:
     namespaces: Informer
     #: LeaderWorkerSets of multi-node engines; ``absent`` while the LWS CRD is not installed.
     leader_worker_sets: Informer
+    #: The operator's own Secrets only (server-side label selector): multi-node SSH identities.
+    secrets: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -117,6 +119,7 @@ class Caches:
             "nodes": self.nodes,
             "namespaces": self.namespaces,
             "leaderworkersets": self.leader_worker_sets,
+            "secrets": self.secrets,
         }
 
     def synced(self) -> bool:
@@ -183,6 +186,9 @@ class Caches:
                 sources(k8s.LEADER_WORKER_SETS, managed),
                 indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
                 absent_if=k8s.is_not_found,
+            ),
+            secrets=informer(
+                "secrets", sources(k8s.SECRETS, f"{managed},{c.LABEL_COMPONENT}={c.COMPONENT_MPI_SSH}")
             ),
         )
 

@@ -13,8 +13,10 @@ import structlog
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.service import InferenceServiceStatus
+from trtllm_operator.handlers.mpissh import create_identity
 from trtllm_operator.handlers.runtime import BY_LWS, BY_SERVICE, Key, Runtime, service_engine_refs
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
+from trtllm_operator.render.mpissh import secret_name
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         group_workers={n: rt.caches.pods.by_index(BY_LWS, f"{namespace}/{n}") for n in leader_worker_sets},
         nodes=rt.nodes(),
         lws_installed=not lws.absent.is_set(),
+        mpi_ssh_secret=rt.caches.secrets.get(namespace, secret_name(name)),
     )
     decision = reconcile_service(obs, datetime.now(UTC))
     for child in decision.apply:
@@ -53,6 +56,8 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         cached = rt.caches.child(child["kind"], child_meta.get("namespace", namespace), child_meta["name"])
         if not k8s.up_to_date(child, cached):
             rt.kube.apply(child)
+    if decision.create_mpi_ssh_secret:
+        create_identity(rt, namespace, name, meta.get("uid", ""))
     for kind, child_name in decision.delete:
         rt.kube.delete(kind, namespace, child_name)
     new = decision.status.model_dump(mode="json", exclude_none=True)

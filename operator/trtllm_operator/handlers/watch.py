@@ -91,7 +91,8 @@ def on_build_pod(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> N
 
 
 def on_owned(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
-    """A Deployment, Service or HPA: wake the InferenceService that controls it."""
+    """A Deployment, Service, HPA, LeaderWorkerSet or SSH identity Secret: wake the InferenceService
+    that controls it."""
     meta = _meta(_current(old, new))
     for owner in meta.get("ownerReferences") or []:
         if isinstance(owner, dict) and owner.get("kind") == c.SERVICE_KIND and owner.get("controller", True):
@@ -152,7 +153,8 @@ def wire(rt: Runtime) -> None:
     caches.services.add_handler(bind(on_service))
     caches.jobs.add_handler(bind(on_job))
     caches.pods.add_handler(bind(on_build_pod))
-    for informer in (caches.deployments, caches.core_services, caches.hpas, caches.leader_worker_sets):
+    owned = (caches.deployments, caches.core_services, caches.hpas, caches.leader_worker_sets, caches.secrets)
+    for informer in owned:
         informer.add_handler(bind(on_owned))
     caches.nodes.add_handler(bind(on_node))
     caches.namespaces.add_handler(bind(on_namespace))

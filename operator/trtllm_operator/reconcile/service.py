@@ -28,8 +28,10 @@ from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineSta
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.gpu import GpuNodeFacts
 from trtllm_operator.reconcile.engine import Event
+from trtllm_operator.reconcile.mpissh import SshProblem, ssh_identity
 from trtllm_operator.reconcile.multinode import GroupShape, ShapeProblem, lws_rollout, serving_shape
 from trtllm_operator.reconcile.trust import engine_status_problem
+from trtllm_operator.render.mpissh import SshIdentity
 from trtllm_operator.render.multinode import render_leader_worker_set
 from trtllm_operator.render.serving import (
     deployment_name,
@@ -59,6 +61,8 @@ class ServiceObservation:
     group_workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     nodes: tuple[GpuNodeFacts, ...] = ()  # GPU facts of the cache's Nodes (GPUs per node)
     lws_installed: bool = True  # the LeaderWorkerSet API is served (its CRD is installed)
+    #: The cached SSH identity Secret <service>-mpi-ssh of multi-node groups (None: absent)
+    mpi_ssh_secret: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,6 +71,8 @@ class ServiceDecision:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     events: list[Event] = field(default_factory=list)
+    #: A multi-node group needs the SSH identity Secret and there is none: generate it (once)
+    create_mpi_ssh_secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ TERMINAL = frozenset(
         r.RUNTIME_VERSION_MISMATCH,
         r.LEADER_WORKER_SET_MISSING,
         r.NO_MULTI_NODE_SPLIT,
+        r.MPI_SSH_SECRET_INVALID,
     }
 )
 
@@ -168,6 +175,10 @@ def _multi_node(
                     "installed in the cluster",
                 )
             )
+            continue
+        identity = ssh_identity(obs.name, obs.mpi_ssh_secret) if shape is not None else None
+        if isinstance(identity, SshProblem):
+            blocked.append((r.MPI_SSH_SECRET_INVALID, identity.message))
             continue
         if shape is not None:
             shapes[s.engine_name] = shape
@@ -317,6 +328,10 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     multi = {n: shapes[s.engine_name] for n, s in wanted_deployments.items() if s.engine_name in shapes}
     for dep_name, s in wanted_deployments.items():
         if shape := multi.get(dep_name):
+            identity = ssh_identity(obs.name, obs.mpi_ssh_secret)
+            if not isinstance(identity, SshIdentity):  # (a bad one blocked the engine above)
+                decision.create_mpi_ssh_secret = identity is None  # the group waits for its identity
+                continue
             decision.apply.append(
                 render_leader_worker_set(
                     owner,
@@ -328,6 +343,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
                     s.engine,
                     size=shape.size,
                     gpus_per_pod=shape.gpus_per_pod,
+                    ssh=identity,
                 )
             )
             continue  # no HPA for a LeaderWorkerSet yet (docs/serving.md)

@@ -30,10 +30,10 @@ from trtllm_operator.api import constants as c
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec
 from trtllm_operator.api.service import InferenceServiceSpec
 from trtllm_operator.gpu.labels import GFD
+from trtllm_operator.render.mpissh import MPI_SSH_PORT, SshIdentity, mount_identity, rsh_args, sshd_command
 from trtllm_operator.render.serving import render_deployment
 
-#: Port of the workers' sshd, the transport of the leader's mpirun (OpenMPI's rsh launcher).
-MPI_SSH_PORT = 2222
+__all__ = ["MPI_SSH_PORT", "leader_command", "render_leader_worker_set"]
 #: Sources the rendering follows (cited in docs/serving.md too).
 TRTLLM_MULTINODE_SOURCE = (
     "NVIDIA/TensorRT-LLM examples/llm-api/llm_mgmn_trtllm_serve.sh @ 0bd88711aa8fec008340db83f067e17b5e5e374c"
@@ -66,7 +66,7 @@ def leader_command(lws_name: str, namespace: str, size: int, gpus_per_pod: int, 
         group_hosts(lws_name, namespace, size, gpus_per_pod),
         "--mca",
         "plm_rsh_args",
-        f"-p {MPI_SSH_PORT}",
+        rsh_args(),
         "--bind-to",
         "none",
         "trtllm-llmapi-launch",
@@ -95,8 +95,10 @@ def render_leader_worker_set(
     *,
     size: int,
     gpus_per_pod: int,
+    ssh: SshIdentity | None = None,
 ) -> dict[str, Any]:
-    """The LeaderWorkerSet serving ``engine`` in groups of ``size`` pods of ``gpus_per_pod`` GPUs."""
+    """The LeaderWorkerSet serving ``engine`` in groups of ``size`` pods of ``gpus_per_pod`` GPUs;
+    ``ssh``: the group's SSH identity Secret (render/mpissh.py), mounted on leader and workers."""
     deployment = render_deployment(owner, namespace, service, svc, engine_name, engine_spec, engine)
     name = deployment["metadata"]["name"]
     template = deployment["spec"]["template"]
@@ -125,13 +127,15 @@ def render_leader_worker_set(
     rank_host = worker["spec"]["containers"][0]
     _gpus(rank_host, gpus_per_pod)
     rank_host["name"] = "worker"
-    rank_host["command"] = ["/usr/sbin/sshd", "-D", "-e", "-p", str(MPI_SSH_PORT)]
+    rank_host["command"] = sshd_command()
     rank_host["args"] = []
     rank_host["ports"] = [{"name": "mpi-ssh", "containerPort": MPI_SSH_PORT}]
     probe = {"tcpSocket": {"port": "mpi-ssh"}, "periodSeconds": 10}
     rank_host["readinessProbe"] = probe
     rank_host["livenessProbe"] = {**probe, "failureThreshold": 3}
     rank_host.pop("startupProbe", None)
+    if ssh is not None:
+        mount_identity(leader, worker, ssh)
 
     labels = deployment["metadata"]["labels"]
     spec: dict[str, Any] = {
