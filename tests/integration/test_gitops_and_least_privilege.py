@@ -224,10 +224,18 @@ def _job(namespace: str, *, labelled: bool = True, **pod: Any) -> dict[str, Any]
 
 
 def _dry_run_create(identity: Identity, job: dict[str, Any]) -> tuple[int, str]:
-    """Create ``job`` as the operator's ServiceAccount with a server-side dry run: (HTTP status, message)."""
-    api = client.BatchV1Api(identity.client())
+    """Create ``job`` (a Job, Secret or LeaderWorkerSet) as the operator's ServiceAccount with a
+    server-side dry run: (HTTP status, message)."""
+    namespace = job["metadata"]["namespace"]
     try:
-        api.create_namespaced_job(job["metadata"]["namespace"], job, dry_run="All")
+        if job["kind"] == "Secret":
+            client.CoreV1Api(identity.client()).create_namespaced_secret(namespace, job, dry_run="All")
+        elif job["kind"] == c.LWS_KIND:
+            client.CustomObjectsApi(identity.client()).create_namespaced_custom_object(
+                c.LWS_GROUP, c.LWS_VERSION, namespace, c.LWS_PLURAL, job, dry_run="All"
+            )
+        else:
+            client.BatchV1Api(identity.client()).create_namespaced_job(namespace, job, dry_run="All")
     except client.ApiException as error:
         return error.status, str(error.body)
     return 201, ""
@@ -247,6 +255,7 @@ RULE_MARKERS = {
     "volumes": "persistentVolumeClaim",
     "host namespaces": "hostPID",
     "privileged": "privileged",
+    "secrets": "object.type",
 }
 RULE_CASES: dict[str, tuple[Any, str]] = {
     "managed-by label": (lambda ns: _job(ns, labelled=False), "app.kubernetes.io/managed-by"),
@@ -264,7 +273,29 @@ RULE_CASES: dict[str, tuple[Any, str]] = {
         ),
         "never privileged",
     ),
+    # A Secret other than a multi-node SSH identity (render/mpissh.py): e.g. one named like another's.
+    "secrets": (lambda ns: _secret(ns, name="kube-root-ca"), "multi-node SSH identities"),
 }
+
+
+def _secret(namespace: str, *, name: str = "chat-mpi-ssh", **labels: str) -> dict[str, Any]:
+    """A Secret as the operator's SSH identity is labelled (handlers/mpissh.py)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_COMPONENT: c.COMPONENT_MPI_SSH,
+                c.LABEL_SERVICE: "chat",
+                **labels,
+            },
+        },
+        "stringData": {"authorized_keys": "restrict ssh-ed25519 AAAA"},
+    }
 
 
 def _wait_denied(identity: Identity, job: dict[str, Any]) -> None:
@@ -294,6 +325,9 @@ def test_admission_policy_denies_the_kube_system_escalation(
     privileged = [{"name": "x", "image": "b", "securityContext": {"privileged": True}}]
     assert _dry_run_create(confined_operator, _job(namespace, containers=privileged))[0] in (403, 422)
     assert _dry_run_create(confined_operator, _job(namespace)) == (201, "")
+    assert _dry_run_create(confined_operator, _secret(namespace)) == (201, "")  # an SSH identity
+    for wrong in (_secret(namespace, **{c.LABEL_COMPONENT: "other"}), {**_secret(namespace), "type": "x/y"}):
+        assert _dry_run_create(confined_operator, wrong)[0] in (403, 422), wrong
 
 
 def _policy_api(kube: Kube) -> client.AdmissionregistrationV1Api:

@@ -159,6 +159,10 @@ MAY = [
     ("create", "leaderworkerset.x-k8s.io", "leaderworkersets", None, True),
     ("patch", "leaderworkerset.x-k8s.io", "leaderworkersets", None, True),
     ("delete", "leaderworkerset.x-k8s.io", "leaderworkersets", None, True),
+    # Multi-node SSH identities (handlers/mpissh.py): created once, read through a label-selected watch.
+    ("create", "", "secrets", None, True),
+    ("list", "", "secrets", None, True),
+    ("watch", "", "secrets", None, True),
     ("create", "", "services", None, True),
     ("patch", "", "services", None, True),
     ("create", "autoscaling", "horizontalpodautoscalers", None, True),
@@ -174,10 +178,11 @@ MAY = [
     ("watch", "", "nodes", None, False),
 ]
 MAY_NOT = [
+    # Secrets: only the multi-node SSH identities, created and watched (label-selected), nothing else.
     ("get", "", "secrets", None, True),
-    ("list", "", "secrets", None, True),
-    ("watch", "", "secrets", None, True),
-    ("list", "", "secrets", None, False),
+    ("update", "", "secrets", None, True),
+    ("patch", "", "secrets", None, True),
+    ("delete", "", "secrets", None, True),
     ("delete", "", "nodes", None, False),
     ("patch", "", "nodes", None, False),
     ("create", "", "pods", None, True),
