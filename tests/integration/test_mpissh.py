@@ -233,3 +233,25 @@ def test_admission_policy_confines_leader_worker_sets(
         status, message = _dry_run_create(confined_operator, lws)
         assert status in (403, 422), f"{name}: admitted"
         assert phrase in message, (name, message)
+
+
+# ------------------------------------------------------------------ the rendered sshd/ssh, for real
+def test_the_rendered_sshd_and_ssh_log_in_as_the_non_root_pod_user() -> None:
+    """hack/check_mpi_ssh.py: the workers' sshd command as UID 1000 on the Secret's files laid out as
+    the kubelet mounts them, the leader's ssh -F ssh_config runs a command there (Debian's sshd,
+    fetched once into ~/.cache/trtllm-operator/openssh). Uses no cluster: KWOK runs no sshd."""
+    import subprocess
+    import sys
+
+    from tests.support import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "check_mpi_ssh.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rank-host-ok" in result.stdout
+    assert "Accepted publickey" in result.stdout

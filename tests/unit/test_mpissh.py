@@ -252,3 +252,53 @@ def test_a_new_secret_rolls_the_group_through_its_pod_template() -> None:
     leader_before = before["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["annotations"]
     leader_after = after["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["metadata"]["annotations"]
     assert leader_before[annotation] != leader_after[annotation]
+
+
+# ------------------------------------------------------------------ the handler (recording Kube)
+def test_the_handler_creates_the_secret_once_then_applies_the_group_and_never_logs_a_key() -> None:
+    from structlog.testing import capture_logs
+
+    from tests.unit.test_handlers import NS, runtime
+    from tests.unit.test_multinode import H100_PAIR, big_engine
+    from trtllm_operator.handlers import service as service_handler
+
+    rt, kube = runtime()
+    rt.gpu_nodes.clear()
+    rt.gpu_nodes.update({n.name: n for n in H100_PAIR})
+    big = big_engine()
+    big["metadata"] = {"name": "big", "namespace": NS, "uid": "uid-big", "resourceVersion": "1"}
+    rt.caches.engines.upsert(big)
+    rt.caches.services.upsert(
+        {
+            "apiVersion": f"{c.GROUP}/{c.VERSION}",
+            "kind": c.SERVICE_KIND,
+            "metadata": {
+                "name": "chat",
+                "namespace": NS,
+                "uid": "uid-chat",
+                "generation": 1,
+                "resourceVersion": "2",
+            },
+            "spec": {"engineRef": {"name": "big"}, "replicas": 1},
+        }
+    )
+    key = (c.SERVICE_KIND, NS, "chat")
+    with capture_logs() as logs:
+        service_handler.reconcile(rt, key)
+    calls = kube.take()
+    assert ("create", "Secret", "chat-mpi-ssh") in calls
+    assert not [x for x in calls if x[:2] == ("apply", c.LWS_KIND)]  # the group waits for its identity
+    created = kube.objects[("Secret", "chat-mpi-ssh")]
+    assert created["metadata"]["ownerReferences"][0]["uid"] == "uid-chat"
+    for text in created["stringData"].values():
+        for line in text.splitlines():
+            if len(line) >= 40 and "PRIVATE KEY-----" not in line:
+                assert line.split()[-1] not in json.dumps(logs, default=str)
+
+    rt.caches.secrets.upsert(
+        {**as_cached(created), "metadata": {**created["metadata"], "resourceVersion": "3"}}
+    )
+    service_handler.reconcile(rt, key)
+    calls = kube.take()
+    assert not [x for x in calls if x[:2] == ("create", "Secret")]  # never regenerated
+    assert ("apply", c.LWS_KIND, "chat-sm90") in calls
