@@ -116,6 +116,9 @@ def test_ssh_identity_created_once_mounted_kept_across_restarts_and_rotated_on_d
         [mount] = [m for m in pod.spec.containers[0].volume_mounts if m.name == mpissh.VOLUME]
         assert (mount.mount_path, mount.read_only) == (mpissh.MOUNT_PATH, True)
     assert worker.spec.containers[0].command[0] == "/usr/sbin/sshd"
+    events = kube.core.list_namespaced_event(namespace, field_selector="reason=MpiSshIdentityCreated").items
+    assert [e.involved_object.name for e in events] == ["chat"]
+    assert SECRET in events[0].message
     assert_no_key_material(kube, namespace, services, operator, first)
 
     # A restarted operator finds it in its cache: no second Secret, no change, the group not rolled.

@@ -287,6 +287,7 @@ def test_the_handler_creates_the_secret_once_then_applies_the_group_and_never_lo
         service_handler.reconcile(rt, key)
     calls = kube.take()
     assert ("create", "Secret", "chat-mpi-ssh") in calls
+    assert ("event", "chat", "MpiSshIdentityCreated") in calls
     assert not [x for x in calls if x[:2] == ("apply", c.LWS_KIND)]  # the group waits for its identity
     created = kube.objects[("Secret", "chat-mpi-ssh")]
     assert created["metadata"]["ownerReferences"][0]["uid"] == "uid-chat"

@@ -8,6 +8,8 @@ function and the API request: it is never logged, put in an event or in status.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,8 +35,11 @@ def _key_pair() -> tuple[str, str]:
     return private, public
 
 
-def create_identity(rt: Runtime, namespace: str, service: str, uid: str) -> None:
-    """Create ``<service>-mpi-ssh`` with new client and host key pairs; an existing one is kept."""
+def create_identity(rt: Runtime, obj: dict[str, Any]) -> None:
+    """Create ``<service>-mpi-ssh`` for the InferenceService ``obj`` with new client and host key
+    pairs; an existing one is kept (409). The event names the Secret, nothing of its content."""
+    meta = obj["metadata"]
+    namespace, service, uid = meta["namespace"], meta["name"], meta.get("uid", "")
     owner = {
         "apiVersion": c.API_VERSION,
         "kind": c.SERVICE_KIND,
@@ -50,3 +55,11 @@ def create_identity(rt: Runtime, namespace: str, service: str, uid: str) -> None
     )
     created = rt.kube.create(secret)
     log.info("mpi ssh identity", namespace=namespace, secret=secret_name(service), created=created)
+    if created:
+        rt.kube.post_event(
+            obj,
+            "Normal",
+            "MpiSshIdentityCreated",
+            f"generated the multi-node group's SSH identity, Secret {secret_name(service)} "
+            "(delete it to rotate the keys: the groups then restart with new ones)",
+        )

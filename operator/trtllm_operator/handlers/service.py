@@ -57,7 +57,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         if not k8s.up_to_date(child, cached):
             rt.kube.apply(child)
     if decision.create_mpi_ssh_secret:
-        create_identity(rt, namespace, name, meta.get("uid", ""))
+        create_identity(rt, obj)
     for kind, child_name in decision.delete:
         rt.kube.delete(kind, namespace, child_name)
     new = decision.status.model_dump(mode="json", exclude_none=True)
