@@ -40,6 +40,8 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         obj.get("status") or {},
         engines,
         deployments,
+        apiservices=rt.caches.apiservice_objects(),
+        hpas={h["metadata"]["name"]: h for h in rt.caches.hpas.objects(namespace)},
     )
     decision = reconcile_service(obs, datetime.now(UTC))
     for child in decision.apply:
