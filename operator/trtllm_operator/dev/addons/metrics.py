@@ -364,15 +364,25 @@ def unregister(cluster: LocalCluster) -> None:
 
 
 def start(cluster: LocalCluster) -> None:
+    """Start what is not running; ClusterError (with the log's tail) when something can't start."""
+    from kubernetes import client
+
+    from trtllm_operator.dev.cluster import ClusterError
+
     started = time.monotonic()
     bin_dir = _binaries(cluster)
-    if not cluster.process_alive(PROMETHEUS):
-        _start_prometheus(cluster, bin_dir)
-    if not cluster.process_alive(ADAPTER):
-        _start_adapter(cluster, bin_dir)
-    elif not available(cluster):
-        register(cluster, host_ip(), adapter_port())
-        cluster.wait_process(ADAPTER, lambda: 200 if available(cluster) else 503, timeout=120)
+    try:
+        if not cluster.process_alive(PROMETHEUS):
+            _start_prometheus(cluster, bin_dir)
+        if not cluster.process_alive(ADAPTER):
+            _start_adapter(cluster, bin_dir)
+        elif not available(cluster):
+            register(cluster, host_ip(), adapter_port())
+            cluster.wait_process(ADAPTER, lambda: 200 if available(cluster) else 503, timeout=120)
+    except (client.ApiException, OSError) as error:
+        log = cluster.state_dir / "logs" / f"{ADAPTER}.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else "(no log)"
+        raise ClusterError(f"metrics add-on: {str(error)[:500]}; {ADAPTER} log:\n{tail}") from error
     print(f"[cluster] metrics add-on ready in {time.monotonic() - started:.1f} s", flush=True)
 
 
