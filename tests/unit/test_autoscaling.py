@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.unit.test_reconcile_service import NOW, engine, observe
 from trtllm_operator.api import reasons as r
 from trtllm_operator.api.engine import TRTEngineSpec
@@ -206,6 +208,27 @@ def test_garbage_hpa_status_does_not_crash() -> None:
     obs = _with(observe(spec(), {"llama": engine()}), apiservices=AVAILABLE, hpas={"chat-sm90": hpa})
     row = reconcile_service(obs, NOW).status.autoscaling[0]
     assert (row.current, row.currentReplicas) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        [{"spec": "x"}],
+        [{"spec": {"group": GROUP}, "status": "x"}],
+        [{"spec": {"group": GROUP}, "status": {"conditions": "x"}}],
+        [{"spec": {"group": GROUP}, "status": {"conditions": [1, {"type": "Available"}]}}],
+        [{"spec": {"group": GROUP}, "metadata": "x"}],
+        ["x", None],
+    ],
+)
+def test_garbage_apiservices_are_no_custom_metrics(garbage: list[Any]) -> None:
+    assert not autoscaling.custom_metrics(garbage).available
+
+
+def test_garbage_hpa_lists_do_not_crash() -> None:
+    for hpa in ({"status": "x"}, {"status": {"currentMetrics": "x", "conditions": "y"}}, "z"):
+        obs = _with(observe(spec(), {"llama": engine()}), apiservices=AVAILABLE, hpas={"chat-sm90": hpa})
+        assert reconcile_service(obs, NOW).status.autoscaling[0].current is None
 
 
 def test_no_autoscaling_no_rows_no_condition() -> None:

@@ -47,6 +47,10 @@ class CustomMetrics:
     why_not: str = ""
 
 
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def custom_metrics(apiservices: list[dict[str, Any]] | None) -> CustomMetrics:
     """From the APIService cache (None: the cache could not be read, e.g. no RBAC for apiservices).
 
@@ -54,21 +58,24 @@ def custom_metrics(apiservices: list[dict[str, Any]] | None) -> CustomMetrics:
     if apiservices is None:
         return CustomMetrics(False, "the operator cannot read APIServices (apiregistration.k8s.io)")
     found = [
-        item
-        for item in apiservices
-        if isinstance(item, dict) and ((item.get("spec") or {}).get("group") == CUSTOM_METRICS_GROUP)
+        item for item in apiservices if _dict(_dict(item).get("spec")).get("group") == CUSTOM_METRICS_GROUP
     ]
     if not found:
         return CustomMetrics(False, f"no APIService {CUSTOM_METRICS_APISERVICE} in the cluster")
     problems = []
     for item in found:
-        conditions = (item.get("status") or {}).get("conditions") or []
+        conditions = _dict(item.get("status")).get("conditions")
         available = next(
-            (x for x in conditions if isinstance(x, dict) and x.get("type") == "Available"), None
+            (
+                x
+                for x in (conditions if isinstance(conditions, list) else [])
+                if isinstance(x, dict) and x.get("type") == "Available"
+            ),
+            None,
         )
         if available is not None and available.get("status") == "True":
             return CustomMetrics(True)
-        name = (item.get("metadata") or {}).get("name", "?")
+        name = _dict(item.get("metadata")).get("name", "?")
         detail = f"{available.get('reason')}: {available.get('message')}" if available else "no status yet"
         problems.append(f"APIService {name} is not Available ({str(detail)[:300]})")
     return CustomMetrics(False, "; ".join(problems))
@@ -142,14 +149,15 @@ def behavior(scaling: AutoscalingSpec) -> dict[str, Any]:
 
 
 def _current_value(hpa_status: dict[str, Any], plan: HpaPlan) -> str | None:
-    for item in hpa_status.get("currentMetrics") or []:
+    metrics = hpa_status.get("currentMetrics")
+    for item in metrics if isinstance(metrics, list) else []:
         if not isinstance(item, dict):
             continue
         if item.get("type") == "Pods" and plan.metric.startswith("pods/"):
-            value = ((item.get("pods") or {}).get("current") or {}).get("averageValue")
+            value = _dict(_dict(item.get("pods")).get("current")).get("averageValue")
             return str(value)[:64] if value is not None else None
         if item.get("type") == "Resource" and plan.metric == "cpu":
-            current = (item.get("resource") or {}).get("current") or {}
+            current = _dict(_dict(item.get("resource")).get("current"))
             if current.get("averageUtilization") is not None:
                 return f"{current['averageUtilization']}%"[:64]
     return None
@@ -157,8 +165,7 @@ def _current_value(hpa_status: dict[str, Any], plan: HpaPlan) -> str | None:
 
 def observe_hpa(name: str, plan: HpaPlan, hpa: dict[str, Any] | None) -> tuple[AutoscalingStatus, list[str]]:
     """The HPA's row in status.autoscaling, and its trouble (ScalingActive/AbleToScale False)."""
-    hpa_status = (hpa or {}).get("status") or {}
-    hpa_status = hpa_status if isinstance(hpa_status, dict) else {}
+    hpa_status = _dict(_dict(hpa).get("status"))
 
     def count(key: str) -> int | None:
         value = hpa_status.get(key)
@@ -174,7 +181,8 @@ def observe_hpa(name: str, plan: HpaPlan, hpa: dict[str, Any] | None) -> tuple[A
         fallback=plan.fallback,
     )
     trouble = []
-    for cond in hpa_status.get("conditions") or []:
+    hpa_conditions = hpa_status.get("conditions")
+    for cond in hpa_conditions if isinstance(hpa_conditions, list) else []:
         if not isinstance(cond, dict):
             continue
         if cond.get("type") in ("ScalingActive", "AbleToScale") and cond.get("status") == "False":
