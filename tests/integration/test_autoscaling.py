@@ -127,10 +127,8 @@ def test_load_scales_replicas_up_and_back_down(
         assert row["desiredReplicas"] == 3
         assert load.completed > 0
     wait_for(lambda: replicas(kube, engines.namespace) == 1, 240, what="back to 1 replica without load")
-    scaled = {e.reason for e in kube.core.list_namespaced_event(engines.namespace).items} & {
-        "SuccessfulRescale"
-    }
-    assert scaled == {"SuccessfulRescale"}
+    reasons = {e.reason for e in kube.core.list_namespaced_event(engines.namespace).items}
+    assert "SuccessfulRescale" in reasons  # the HPA controller did it (its Events)
 
 
 @pytest.fixture
