@@ -91,6 +91,10 @@ def _refs_index(refs: Callable[[Obj], list[str]]) -> Callable[[Obj], list[str]]:
     return index
 
 
+#: Caches the operator does not wait for (it works without them, with less).
+OPTIONAL = frozenset({"apiservices"})
+
+
 @dataclass
 class Caches:
     engines: Informer
@@ -104,6 +108,8 @@ class Caches:
     namespaces: Informer
     #: LeaderWorkerSets of multi-node engines; ``absent`` while the LWS CRD is not installed.
     leader_worker_sets: Informer
+    #: Optional: the operator runs without it (no RBAC, no aggregation layer) and autoscales on CPU.
+    apiservices: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -117,10 +123,19 @@ class Caches:
             "nodes": self.nodes,
             "namespaces": self.namespaces,
             "leaderworkersets": self.leader_worker_sets,
+            "apiservices": self.apiservices,
         }
 
+    def pending(self) -> list[str]:
+        """Required caches that have not listed yet (the optional apiservices cache is not waited for)."""
+        return [name for name, inf in self.all().items() if name not in OPTIONAL and not inf.synced.is_set()]
+
     def synced(self) -> bool:
-        return all(informer.synced.is_set() for informer in self.all().values())
+        return not self.pending()
+
+    def apiservice_objects(self) -> list[Obj] | None:
+        """The APIServices, or None while that cache has not listed (unknown: reconcile/autoscaling.py)."""
+        return self.apiservices.objects() if self.apiservices.synced.is_set() else None
 
     def child(self, kind: str, namespace: str, name: str) -> Obj | None:
         informer = {
@@ -184,6 +199,7 @@ class Caches:
                 indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
                 absent_if=k8s.is_not_found,
             ),
+            apiservices=informer("apiservices", [(kube.list_watch(k8s.APISERVICES, None), None)]),
         )
 
 

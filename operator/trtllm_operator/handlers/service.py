@@ -46,6 +46,8 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         group_workers={n: rt.caches.pods.by_index(BY_LWS, f"{namespace}/{n}") for n in leader_worker_sets},
         nodes=rt.nodes(),
         lws_installed=not lws.absent.is_set(),
+        apiservices=rt.caches.apiservice_objects(),
+        hpas={h["metadata"]["name"]: h for h in rt.caches.hpas.objects(namespace)},
     )
     decision = reconcile_service(obs, datetime.now(UTC))
     for child in decision.apply:

@@ -27,6 +27,7 @@ from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.gpu import GpuNodeFacts
+from trtllm_operator.reconcile import autoscaling
 from trtllm_operator.reconcile.engine import Event
 from trtllm_operator.reconcile.multinode import GroupShape, ShapeProblem, lws_rollout, serving_shape
 from trtllm_operator.reconcile.trust import engine_status_problem
@@ -59,6 +60,9 @@ class ServiceObservation:
     group_workers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     nodes: tuple[GpuNodeFacts, ...] = ()  # GPU facts of the cache's Nodes (GPUs per node)
     lws_installed: bool = True  # the LeaderWorkerSet API is served (its CRD is installed)
+    #: APIServices from the cache (None: unreadable) and this service's HPAs by name (autoscaling.py).
+    apiservices: list[dict[str, Any]] | None = None
+    hpas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -315,6 +319,8 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         status.conditions = [x for x in status.conditions if x.type != r.RUNTIME_VERSION_UNKNOWN]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
     multi = {n: shapes[s.engine_name] for n, s in wanted_deployments.items() if s.engine_name in shapes}
+    custom = autoscaling.custom_metrics(obs.apiservices)
+    scaling_rows, scaling_trouble = [], []
     for dep_name, s in wanted_deployments.items():
         if shape := multi.get(dep_name):
             decision.apply.append(
@@ -335,7 +341,20 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
         )
         if spec.autoscaling:
-            decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
+            plan = autoscaling.plan_hpa(spec.autoscaling, s.spec, custom)
+            decision.apply.append(
+                render_hpa(
+                    owner, obs.namespace, dep_name, spec, plan.metrics, autoscaling.behavior(spec.autoscaling)
+                )
+            )
+            row, trouble = autoscaling.observe_hpa(dep_name, plan, obs.hpas.get(dep_name))
+            scaling_rows.append(row)
+            scaling_trouble += trouble
+    status.autoscaling = scaling_rows
+    if degraded := autoscaling.degraded_message(spec, scaling_rows, custom, scaling_trouble):
+        cond(r.AUTOSCALING_DEGRADED, "True", autoscaling.degraded_reason(scaling_rows), degraded)
+    else:
+        status.conditions = [x for x in status.conditions if x.type != r.AUTOSCALING_DEGRADED]
     if served:
         decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
     status.selector = ",".join(f"{k}={v}" for k, v in selector_labels(obs.name).items())
