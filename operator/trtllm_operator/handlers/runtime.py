@@ -101,6 +101,8 @@ class Caches:
     hpas: Informer
     nodes: Informer
     namespaces: Informer
+    #: Canary serving pods (track=canary): where the canary accuracy probe sends its prompts.
+    canary_pods: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -113,6 +115,7 @@ class Caches:
             "horizontalpodautoscalers": self.hpas,
             "nodes": self.nodes,
             "namespaces": self.namespaces,
+            "canary-pods": self.canary_pods,
         }
 
     def synced(self) -> bool:
@@ -164,6 +167,11 @@ class Caches:
             nodes=informer("nodes", [(kube.list_watch(k8s.NODES, None, node_selector), None)]),
             # Whether a namespace is terminating (nothing can be created there: cleanup is skipped).
             namespaces=informer("namespaces", [(kube.list_watch(k8s.NAMESPACES, None), None)]),
+            canary_pods=informer(
+                "canary-pods",
+                sources(k8s.PODS, f"{managed},{c.LABEL_TRACK}={c.TRACK_CANARY}"),
+                indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
+            ),
         )
 
 

@@ -13,6 +13,7 @@ import structlog
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.service import InferenceServiceStatus
+from trtllm_operator.handlers.canary import judgement_inputs
 from trtllm_operator.handlers.runtime import BY_SERVICE, Key, Runtime, service_engine_refs
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
@@ -31,6 +32,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         d["metadata"]["name"]: d for d in rt.caches.deployments.by_index(BY_SERVICE, f"{namespace}/{name}")
     }
     meta = obj["metadata"]
+    now = datetime.now(UTC)
     obs = ServiceObservation(
         namespace,
         name,
@@ -40,8 +42,9 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         obj.get("status") or {},
         engines,
         deployments,
+        judgement_inputs(rt, namespace, name, obj, now),  # Prometheus only when a canary judgement is due
     )
-    decision = reconcile_service(obs, datetime.now(UTC))
+    decision = reconcile_service(obs, now)
     for child in decision.apply:
         child_meta = child["metadata"]
         cached = rt.caches.child(child["kind"], child_meta.get("namespace", namespace), child_meta["name"])
@@ -62,4 +65,4 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
-    return None
+    return decision.requeue_after  # a canary's judgement time

@@ -15,7 +15,7 @@ others, ``Ready=False``, and Stalled or Reconciling depending on whether the mis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +26,10 @@ from trtllm_operator.api import reasons as r
 from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
+from trtllm_operator.reconcile.canary import CanaryInputs, CanaryPlan, Measured, plan_canary
 from trtllm_operator.reconcile.engine import Event
 from trtllm_operator.reconcile.trust import engine_status_problem
+from trtllm_operator.render.canary import CANARY_SUFFIX, render_canary
 from trtllm_operator.render.serving import (
     deployment_name,
     render_deployment,
@@ -50,6 +52,8 @@ class ServiceObservation:
     status: dict[str, Any]
     engines: dict[str, dict[str, Any] | None]  # engine name -> TRTEngine object (None: not found)
     deployments: dict[str, dict[str, Any]]  # deployment name -> Deployment object
+    #: Prometheus' answers (and the accuracy probe's), brought only when a canary judgement is due.
+    measured: Measured | None = None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class ServiceDecision:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None  # seconds: a canary's judgement time
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,10 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             served.append(ok)
         else:
             blocked.append((reason, message))
+    plan = _canary(obs, spec, served, status, now)
+    promoted = served[0] if plan.stable_engine is not None else None
+    if plan.stable_engine is not None:  # the stable Deployment keeps serving its revision during a canary
+        served = [replace(served[0], engine=plan.stable_engine)]
     status.engines = _summary(refs, served)
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
@@ -278,6 +287,16 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         )
         if spec.autoscaling:
             decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
+    if plan.canary_replicas and promoted is not None:
+        p = promoted
+        stable = render_deployment(owner, obs.namespace, obs.name, spec, p.engine_name, p.spec, p.engine)
+        decision.apply.append(render_canary(stable, plan.canary_replicas))
+    if plan.delete:
+        decision.delete.append(("Deployment", plan.delete))
+    decision.events += plan.events
+    decision.requeue_after = plan.requeue_after
+    for type_, value, reason, message in plan.conditions:
+        cond(type_, value, reason, message)
     if served:
         decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
     status.selector = ",".join(f"{k}={v}" for k, v in selector_labels(obs.name).items())
@@ -322,11 +341,13 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     results = [_rollout(obs.deployments.get(n), wanted) for n in wanted_deployments]
     # A Deployment no longer wanted (the engine moved to another architecture) keeps serving behind the
     # same Service until every wanted one has rolled out: deleting it earlier is an outage.
-    stale = sorted(n for n in obs.deployments if n not in wanted_deployments)
+    stale = sorted(
+        n for n in obs.deployments if n not in wanted_deployments and not n.endswith(CANARY_SUFFIX)
+    )
     rolled_out = all(x[0] for x in results)
     retiring = [] if rolled_out else stale
     if rolled_out:
-        decision.delete = [("Deployment", n) for n in stale]
+        decision.delete += [("Deployment", n) for n in stale]
     status.architectures = _architectures(wanted_deployments, results, obs.deployments, retiring)
     status.replicas = sum(a.replicas for a in status.architectures)
     status.readyReplicas = sum(a.readyReplicas for a in status.architectures)
@@ -350,7 +371,59 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.STALLED, "False", r.DEPLOYMENT_PROGRESSING, summary)
     if blocked and not any(x[1] for x in results):
         _partially_served(status, blocked, served, cond)
+    if plan.verdict != "none" and not any(x[1] for x in results):
+        _canary_verdict(plan, cond)
     return decision
+
+
+def _canary(
+    obs: ServiceObservation,
+    spec: InferenceServiceSpec,
+    served: list[_Served],
+    status: InferenceServiceStatus,
+    now: datetime,
+) -> CanaryPlan:
+    """The canary's plan (reconcile/canary.py) for a one-engine service; status.canary follows it."""
+    if spec.engineRef is None or len(served) != 1:
+        return CanaryPlan(status=status.canary)
+    s = served[0]
+    name = deployment_name(obs.name, s.engine)
+    live = obs.deployments.get(name)
+    live_replicas = int((live or {}).get("spec", {}).get("replicas") or 1) if live else 1
+    plan = plan_canary(
+        CanaryInputs(
+            service=obs.name,
+            generation=obs.generation,
+            spec=spec.rollout.canary,
+            engine_name=s.engine_name,
+            engine_spec=s.spec,
+            promoted=s.engine,
+            stable_name=name,
+            stable=live,
+            canary=obs.deployments.get(name + CANARY_SUFFIX),
+            stable_replicas=live_replicas if spec.autoscaling else spec.replicas,
+            previous=status.canary,
+            measured=obs.measured,
+        ),
+        now,
+    )
+    status.canary = plan.status
+    return plan
+
+
+def _canary_verdict(plan: CanaryPlan, cond: Any) -> None:
+    """kstatus and Argo CD: a canary in progress is Reconciling (InProgress / Progressing); a rolled-back
+    one is Stalled (Failed / Degraded) until a newer revision or a spec change; the stable keeps serving
+    (Available stays as the rollout says)."""
+    if plan.verdict == "progressing":
+        reason = next((x[2] for x in plan.conditions if x[0] == r.CANARY), r.CANARY_BAKING)
+        cond(r.READY, "False", reason, plan.message)
+        cond(r.RECONCILING, "True", reason, plan.message)
+        cond(r.STALLED, "False", reason, plan.message)
+    elif plan.verdict == "rolled_back":
+        cond(r.READY, "False", r.CANARY_ROLLED_BACK, plan.message)
+        cond(r.RECONCILING, "False", r.CANARY_ROLLED_BACK, plan.message)
+        cond(r.STALLED, "True", r.CANARY_ROLLED_BACK, plan.message)
 
 
 def _cc_of(deployment: str) -> str:
