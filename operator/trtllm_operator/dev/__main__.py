@@ -7,6 +7,7 @@ import sys
 
 import yaml
 
+from trtllm_operator.dev import addons
 from trtllm_operator.dev.cluster import ClusterError, LocalCluster
 from trtllm_operator.dev.fleet import fleet_nodes, generate_fleet, resolve_fleet
 
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("action", choices=["up", "down", "status"])
     cluster.add_argument(
         "--fleet", default="default", help="builtin fleet name (default, a100-only) or a fleet YAML"
+    )
+    cluster.add_argument(
+        "--addons", default="", help="also start these add-ons, comma-separated (metrics, lws)"
     )
     sub.add_parser("demo", help="the whole pass end to end on the local cluster (make demo)")
     fleet = sub.add_parser("fleet", help="print a fleet's Node objects as YAML")
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             local.up(resolve_fleet(args.fleet))
+            local.ensure_addons(*addons.parse(args.addons))
         elif args.action == "down":
             local.down()
         else:
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'healthy' if healthy else 'not running'}: {local.server} (KUBECONFIG={local.kubeconfig})"
             )
             return 0 if healthy else 1
-    except ClusterError as error:
+    except (ClusterError, ValueError) as error:
         print(f"cluster error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -149,8 +149,42 @@ class LocalCluster:
             process = self._processes.pop(name)
             process.returncode = 0
 
+    def ensure_addons(self, *names: str) -> None:
+        """Start the named add-ons (``trtllm_operator.dev.addons``) that are not running; idempotent."""
+        from trtllm_operator.dev import addons
+
+        for name in names:
+            addon = addons.get(name)
+            if not addon.running(self):
+                addon.start(self)
+
+    @property
+    def prometheus_url(self) -> str:
+        """Where the "metrics" add-on's Prometheus answers (ClusterError when it was not started)."""
+        try:
+            return (self.state_dir / "prometheus-url").read_text().strip()
+        except OSError as error:
+            raise ClusterError("the metrics add-on is not running: ensure_addons('metrics')") from error
+
+    # Add-ons start and stop their processes through these, with the same PID bookkeeping as ours.
+    def start_process(self, name: str, argv: list[str]) -> None:
+        self._start(name, argv)
+
+    def stop_process(self, name: str, *, quiet: bool) -> None:
+        self._stop(name, quiet=quiet)
+
+    def process_alive(self, name: str) -> bool:
+        return self._alive(name)
+
+    def wait_process(self, name: str, probe: Any, timeout: float) -> None:
+        self._wait(name, probe, timeout)
+
     def down(self, *, quiet: bool = False) -> None:
         """Stop exactly the processes ``up`` started (by PID) and remove the cluster's data."""
+        from trtllm_operator.dev import addons
+
+        for addon in addons.names():
+            addons.get(addon).stop(self, quiet)
         for name in reversed(COMPONENTS):
             self._stop(name, quiet=quiet)
         if self.state_dir.exists():
