@@ -228,6 +228,28 @@ def test_an_erroring_canary_is_rolled_back_and_the_stable_keeps_serving(
     assert verdicts(services) == ("Failed", "Degraded")
     reasons = {e.reason for e in kube.core.list_namespaced_event(engines.namespace).items}
     assert {"CanaryStarted", "CanaryRolledBack"} <= reasons
+    # Prometheus was asked once, at the judgement, not in a loop (resyncs every 10 s meanwhile).
+    assert canary_operator.output().count("canary measured") == 1
+
+
+def test_without_prometheus_the_canary_fails_closed(
+    kube: Kube, engines: Engines, operator: OperatorProcess
+) -> None:
+    """No --prometheus-url: the canary can't be judged, so it is rolled back, saying what is missing."""
+    services = Services(kube, engines.namespace)
+    serving_engine(engines)
+    services.create(canary_service(maxErrorRate=0.1))
+    services.wait("chat", "Ready", "True", timeout=120)
+    start_revision_2(engines, {})
+    wait_for(lambda: canary_status(services).get("phase") == "RolledBack", 300, what="the canary rolled back")
+    status = services.get("chat")["status"]
+    rolled = next(c for c in status["conditions"] if c["type"] == "RolledBack")
+    assert (rolled["status"], rolled["reason"]) == ("True", "MetricsUnavailable")
+    assert "--prometheus-url" in rolled["message"]
+    assert "TRTLLM_PROMETHEUS_URL" in rolled["message"]
+    assert deployment_revision(kube, engines.namespace, "chat-sm100") == "1"
+    wait_for(lambda: deployment_names(kube, engines.namespace) == {"chat-sm100"}, 60, what="the canary gone")
+    assert verdicts(services) == ("Failed", "Degraded")
 
 
 def test_a_healthy_canary_is_promoted_and_the_stable_serves_revision_2(
