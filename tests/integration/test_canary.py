@@ -219,10 +219,12 @@ def test_an_erroring_canary_is_rolled_back_and_the_stable_keeps_serving(
     assert canary["canary"]["errorRate"] > 0.1
     assert canary["canary"]["requests"] >= 10
     assert canary["stable"]["errorRate"] == 0
+    assert canary["canary"]["simulated"] is True  # the stand-in says so; so does the message
     rolled = next(c for c in status["conditions"] if c["type"] == "RolledBack")
     assert rolled["status"] == "True"
     assert "maxErrorRate 0.1" in rolled["message"]
     assert "canary r2" in rolled["message"]
+    assert "(SIMULATED servers)" in rolled["message"]
     assert "stable r1" in rolled["message"]
     assert deployment_revision(kube, engines.namespace, "chat-sm100") == "1"
     assert verdicts(services) == ("Failed", "Degraded")

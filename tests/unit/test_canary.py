@@ -461,6 +461,7 @@ def test_measurement_from_answers() -> None:
             "p95": vec("0.75"),
             "tokensPerSecond": vec("600"),
             "pods": vec("2"),
+            "simulated": vec("1"),
         },
     )
     assert m == TrackMeasurement(
@@ -470,6 +471,7 @@ def test_measurement_from_answers() -> None:
         errorRate=0.1,
         p95LatencySeconds=0.75,
         tokensPerSecondPerReplica=300,
+        simulated=True,
     )
     nothing = cn.measurement(2, {"successes": vec("0"), "errors": vec("0"), "p95": answer("nan.json")})
     assert (nothing.requests, nothing.errorRate, nothing.p95LatencySeconds) == (0, None, None)
@@ -484,3 +486,24 @@ def test_queries_select_the_agreed_labels_over_the_bake_window() -> None:
     assert q["p95"] == f"histogram_quantile(0.95, sum by (le) (increase({buckets})))"
     assert "trtllm_generation_tokens_total" in q["tokensPerSecond"]
     assert ENGINE_SPEC  # the engine fixture's spec is the one reconcile_service validates
+
+
+def test_numbers_say_simulated_only_when_the_servers_say_so() -> None:
+    real = cn.numbers(track(1, 100), track(2, 100))
+    assert "SIMULATED" not in real
+    sim = cn.numbers(track(1, 100), track(2, 100).model_copy(update={"simulated": True}))
+    assert sim.endswith("(SIMULATED servers)")
+
+
+def test_a_newer_revision_after_a_rollback_gets_its_own_canary() -> None:
+    story = baked()
+    bad = cn.Measured(configured=True, stable=track(1, 300), canary=track(2, 100, errors=0.5))
+    story.step(T0 + timedelta(seconds=80), bad)
+    story.revision = 3
+    decision = story.step(T0 + timedelta(seconds=90))
+    assert decision.status.canary is not None
+    assert (decision.status.canary.phase, decision.status.canary.revision) == ("Baking", 3)
+    assert decision.status.canary.baselineRevision == 1
+    assert revision_of(story.deployments["chat-sm90-canary"]) == "3"
+    assert revision_of(story.deployments["chat-sm90"]) == "1"
+    assert cond(decision, r.ROLLED_BACK)[0] == "False"

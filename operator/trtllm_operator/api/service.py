@@ -347,6 +347,10 @@ class TrackMeasurement(ApiModel):
     tokensPerSecondPerReplica: float | None = Field(
         default=None, description="Generated tokens per second per pod."
     )
+    simulated: bool | None = Field(
+        default=None,
+        description="True when the numbers come from the simulation's stand-in servers, not real ones.",
+    )
 
 
 class CanaryStatus(ApiModel):
@@ -355,7 +359,10 @@ class CanaryStatus(ApiModel):
     engine: str = Field(description="TRTEngine whose revision is canaried.", max_length=253)
     revision: int = Field(description="Engine revision on the canary.")
     baselineRevision: int = Field(description="Engine revision on the stable Deployment.")
-    phase: str = Field(description="Baking, Promoting, Promoted or RolledBack.", max_length=16)
+    phase: str = Field(
+        description="Baking, Promoting, Promoted, RolledBack or Cancelled (spec.rollout.canary removed).",
+        max_length=16,
+    )
     generation: int = Field(default=0, description="metadata.generation the canary started or ended at.")
     deployment: str = Field(default="", description="The canary Deployment.", max_length=253)
     replicas: int = Field(default=0, description="Canary pods asked for.")

@@ -117,6 +117,8 @@ def queries(namespace: str, service: str, track: str, revision: int, window_s: i
         f"(increase(trtllm_e2e_request_latency_seconds_bucket{s}{w})))",
         "tokensPerSecond": f"sum(rate(trtllm_generation_tokens_total{s}{w})) or vector(0)",
         "pods": f"count(count by (pod) (last_over_time(up{s}{w}))) or vector(0)",
+        # Only the simulation's stand-in server exports this (dev/standins/trtllm_serve.py).
+        "simulated": f"max(last_over_time(trtllm_sim_standin{s}{w})) or vector(0)",
     }
 
 
@@ -177,6 +179,7 @@ def measurement(revision: int, answers: dict[str, str | bytes]) -> TrackMeasurem
         errorRate=round(errors / requests, 4) if requests > 0 else None,
         p95LatencySeconds=round(p95, 4) if (p95 := values.get("p95")) is not None else None,
         tokensPerSecondPerReplica=round(tokens / pods, 2) if tokens is not None and pods > 0 else None,
+        simulated=bool(values.get("simulated")),
     )
 
 
@@ -228,7 +231,7 @@ def numbers(stable: TrackMeasurement, canary: TrackMeasurement) -> str:
         f"{_fmt(canary.tokensPerSecondPerReplica)} tokens/s per replica; stable r{stable.revision} "
         f"({stable.replicas} pods, {stable.requests:.0f} requests): error rate {_fmt(stable.errorRate)}, "
         f"p95 {_fmt(stable.p95LatencySeconds, 's')}, {_fmt(stable.tokensPerSecondPerReplica)} tokens/s "
-        "per replica (server numbers are simulated in the local cluster)"
+        "per replica" + (" (SIMULATED servers)" if stable.simulated or canary.simulated else "")
     )
 
 
