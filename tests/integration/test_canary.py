@@ -294,3 +294,35 @@ def test_a_healthy_canary_is_promoted_and_the_stable_serves_revision_2(
     cond = next(c for c in status["conditions"] if c["type"] == "Canary")
     assert (cond["status"], cond["reason"]) == ("False", "CanaryPromoted")
     assert BENCH_GATE  # revision 2 was promoted by the same benchmark gate as revision 1
+
+
+def test_a_slower_canary_is_rolled_back_on_its_p95_latency(
+    metrics_cluster: LocalCluster,
+    kube: Kube,
+    engines: Engines,
+    canary_operator: OperatorProcess,
+) -> None:
+    """Revision 2's servers are 6x slower: its p95 (histogram_quantile over the real scraped buckets)
+    exceeds 1.5x the stable's, and it goes."""
+    services = Services(kube, engines.namespace)
+    serving_engine(engines)
+    services.create(canary_service(maxErrorRate=0.1, maxP95LatencyRatio=1.5))
+    services.wait("chat", "Ready", "True", timeout=120)
+    with Load(metrics_cluster, kube, engines.namespace, "chat", "chat") as load:
+        start_revision_2(engines, {"slowdown": 6, "revisions": [2]})
+
+        def rolled_back() -> bool:
+            phase = canary_status(services).get("phase")
+            assert phase not in ("Promoting", "Promoted"), canary_status(services)
+            return phase == "RolledBack"
+
+        wait_for(rolled_back, 420, interval=1.0, what="the slow canary rolled back")
+    assert load.stable_failures == [], load.stable_failures[:5]
+    assert load.ok["canary"] > 0
+    canary = canary_status(services)
+    assert canary["canary"]["p95LatencySeconds"] > 1.5 * canary["stable"]["p95LatencySeconds"]
+    assert canary["canary"]["errorRate"] == 0
+    rolled = next(c for c in services.get("chat")["status"]["conditions"] if c["type"] == "RolledBack")
+    assert "maxP95LatencyRatio 1.5" in rolled["message"]
+    assert "> maxErrorRate" not in rolled["message"]  # slow, not failing
+    assert deployment_revision(kube, engines.namespace, "chat-sm100") == "1"
