@@ -193,6 +193,8 @@ CORE_SERVICES = Resource("", "v1", "services")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 NODES = Resource("", "v1", "nodes", namespaced=False)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+#: Whether the cluster serves custom.metrics.k8s.io (autoscaling on inference load, else CPU).
+APISERVICES = Resource("apiregistration.k8s.io", "v1", "apiservices", namespaced=False)
 
 
 class RawListWatch:

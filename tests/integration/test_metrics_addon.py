@@ -22,13 +22,6 @@ from trtllm_operator.dev.cluster import LocalCluster
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope="session")
-def metrics_cluster(cluster: LocalCluster) -> LocalCluster:
-    """The session's cluster with the metrics add-on started (it stays up until `cluster down`)."""
-    cluster.ensure_addons("metrics")
-    return cluster
-
-
 def prometheus_query(cluster: LocalCluster, query: str) -> list[dict[str, Any]]:
     """Instant query; the result vector (each {"metric": labels, "value": [ts, "v"]})."""
     url = f"{cluster.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"

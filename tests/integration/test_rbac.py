@@ -167,6 +167,8 @@ MAY = [
     ("list", "trtllm.dev", "inferenceservices", None, True),
     ("list", "", "nodes", None, False),
     ("watch", "", "nodes", None, False),
+    ("list", "apiregistration.k8s.io", "apiservices", None, False),
+    ("watch", "apiregistration.k8s.io", "apiservices", None, False),
 ]
 MAY_NOT = [
     ("get", "", "secrets", None, True),
@@ -194,6 +196,8 @@ MAY_NOT = [
     ("get", "apps", "deployments", None, True),
     ("delete", "", "services", None, True),
     ("delete", "", "namespaces", None, False),
+    ("create", "apiregistration.k8s.io", "apiservices", None, False),
+    ("get", "apiregistration.k8s.io", "apiservices", None, False),
     ("create", "apiextensions.k8s.io", "customresourcedefinitions", None, False),
     # Every read is served from the watch caches: no GETs.
     ("get", "batch", "jobs", None, True),

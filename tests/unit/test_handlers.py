@@ -627,3 +627,30 @@ def test_stop_ends_the_resync_and_the_workers() -> None:
     rt.stop()
     assert not any(thread.is_alive() for thread in rt._workers)
     assert not rt.leading.is_set()
+
+
+def custom_metrics_apiservice(available: str, rv: str) -> Obj:
+    return {
+        "metadata": {"name": "v1beta1.custom.metrics.k8s.io", "resourceVersion": rv},
+        "spec": {"group": "custom.metrics.k8s.io", "version": "v1beta1"},
+        "status": {"conditions": [{"type": "Available", "status": available}]},
+    }
+
+
+def test_custom_metrics_coming_or_going_wakes_only_the_autoscaled_services() -> None:
+    rt, _ = runtime()
+    scaled = service_for("scaled", "llama")
+    scaled["spec"]["autoscaling"] = {"maxReplicas": 3}
+    rt.caches.services.upsert(scaled)
+    rt.caches.services.upsert(service_for("fixed", "llama"))
+    drain(rt)
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("True", "1"))
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("True", "2"))  # a status rewrite: no change
+    assert drain(rt) == []
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("False", "3"))  # its server went down
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]
+    rt.caches.apiservices.upsert({"metadata": {"name": "v1.apps", "resourceVersion": "4"}, "spec": {}})
+    assert drain(rt) == []
+    rt.caches.apiservices.remove(("", "v1beta1.custom.metrics.k8s.io"))
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from trtllm_operator.dev import addons
-from trtllm_operator.dev.addons.metrics import scrape_config
+from trtllm_operator.dev.addons.metrics import ADAPTER_RULES, scrape_config
+from trtllm_operator.dev.cluster import REPO_ROOT
 
 
 def _targets(config: dict[str, object]) -> dict[str, list[str]]:
@@ -48,3 +52,49 @@ def test_registry_names_and_parse() -> None:
     assert addons.parse(" metrics, ,lws") == ["metrics", "lws"]
     with pytest.raises(ValueError, match="unknown cluster add-on"):
         addons.get("nope")
+
+
+# ------------------------------------------------------------------ what a real cluster installs
+FILES = REPO_ROOT / "charts" / "trtllm-operator" / "files" / "prometheus"
+HEADER = (
+    "# Generated from operator/trtllm_operator/dev/addons/metrics.py ({}); docs/metrics.md says how to "
+    "use it.\n"
+)
+
+
+def real_cluster_files() -> dict[Path, str]:
+    """The scrape job without the simulation's loopback trick, and the Prometheus Adapter rules."""
+    scrape = {"scrape_configs": [scrape_config(simulated=False)]}
+    return {
+        FILES / "scrape-config.yaml": HEADER.format("scrape_config(simulated=False)")
+        + yaml.safe_dump(scrape, sort_keys=False),
+        FILES / "prometheus-adapter-rules.yaml": HEADER.format("ADAPTER_RULES")
+        + yaml.safe_dump({"rules": ADAPTER_RULES}, sort_keys=False),
+    }
+
+
+def test_committed_real_cluster_files_equal_the_local_clusters_config() -> None:
+    for path, text in real_cluster_files().items():
+        assert path.read_text() == text, f"{path} is stale: python -m tests.unit.test_metrics_addon --write"
+
+
+def test_chart_pod_monitor_gives_the_same_labels() -> None:
+    from tests.unit.test_chart import helm_template, one
+
+    assert not [o for o in helm_template() if o["kind"] == "PodMonitor"]
+    monitor = one(helm_template("--set", "servingMetrics.podMonitor.enabled=true"), "PodMonitor")
+    assert monitor["spec"]["selector"] == {"matchLabels": {"trtllm.dev/component": "server"}}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("http", "/prometheus/metrics")
+    relabel = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert relabel == _targets(scrape_config(simulated=False))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--write"]:
+        FILES.mkdir(parents=True, exist_ok=True)
+        for path, text in real_cluster_files().items():
+            path.write_text(text)
+            print(f"wrote {path}")

@@ -61,6 +61,10 @@ read is served from the watch-fed caches (handlers/runtime.py Caches).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# Whether custom.metrics.k8s.io is served (autoscaling on inference load, else CPU): apiservices cache.
+- apiGroups: ["apiregistration.k8s.io"]
+  resources: ["apiservices"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Namespaced: in the ClusterRole when watching all namespaces, else a Role per watched namespace. */}}

@@ -6,6 +6,8 @@ engine built on 9.0 must never land on an 8.9 node.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from trtllm_operator.api.common import (
@@ -24,32 +26,79 @@ from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import SERVICE_NAME_MAX
 from trtllm_operator.api.security import PodSecurityContext, SecurityContext
 
+#: What the HorizontalPodAutoscaler scales on (docs/metrics.md says why RequestsInFlight is the default).
+AutoscalingMetric = Literal["RequestsInFlight", "KVCacheUtilization", "GenerationTokensPerSecond", "CPU"]
+
 
 class AutoscalingSpec(ApiModel):
-    """HorizontalPodAutoscaler settings; when set, it owns spec.replicas."""
+    """HorizontalPodAutoscaler settings (one HPA per Deployment); when set, it owns spec.replicas."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
                 "self.minReplicas <= self.maxReplicas",
                 "spec.autoscaling.minReplicas must be ≤ spec.autoscaling.maxReplicas",
-            )
+            ),
+            cel(
+                "!has(self.metric) || self.metric != 'GenerationTokensPerSecond' || "
+                "has(self.targetGenerationTokensPerSecond)",
+                "spec.autoscaling: metric GenerationTokensPerSecond needs targetGenerationTokensPerSecond "
+                "(the tokens/s one replica should carry)",
+            ),
         )
     }
 
     minReplicas: int = Field(
         default=1,
-        description="Lower bound, at least 1 (a HorizontalPodAutoscaler on CPU cannot scale to zero).",
+        description="Lower bound, at least 1 (a HorizontalPodAutoscaler cannot scale to zero).",
         ge=1,
         le=1000,
     )
     maxReplicas: int = Field(description="Upper bound.", ge=1, le=1000)
-    targetCPUUtilizationPercentage: int | None = Field(
+    metric: AutoscalingMetric = Field(
+        default="RequestsInFlight",
+        description="What to scale on, per replica: RequestsInFlight (running + queued requests, against "
+        "the engine's max batch size), KVCacheUtilization, GenerationTokensPerSecond, or CPU. The first "
+        "three are custom metrics (custom.metrics.k8s.io: Prometheus + Prometheus Adapter); where the "
+        "cluster serves none, the operator scales on CPU and says so (AutoscalingDegraded).",
+    )
+    targetRequestsInFlight: int | None = Field(
         default=None,
-        description="Target average CPU utilization of the serving pods (80 when absent); needs "
-        "spec.resources.requests.cpu.",
+        description="RequestsInFlight: average running + queued requests per replica to aim for; default "
+        "80% of the engine's max batch size (TensorRT-LLM's default 2048 when the engine sets none).",
+        ge=1,
+        le=1048576,
+    )
+    targetKVCacheUtilizationPercent: int | None = Field(
+        default=None,
+        description="KVCacheUtilization: average KV-cache use per replica to aim for (80 when absent).",
         ge=1,
         le=100,
+    )
+    targetGenerationTokensPerSecond: int | None = Field(
+        default=None,
+        description="GenerationTokensPerSecond: generated tokens/s per replica to aim for.",
+        ge=1,
+        le=100000000,
+    )
+    targetCPUUtilizationPercentage: int | None = Field(
+        default=None,
+        description="CPU (and the fallback without custom metrics): target average CPU utilization of the "
+        "serving pods (80 when absent); needs spec.resources.requests.cpu.",
+        ge=1,
+        le=100,
+    )
+    scaleDownStabilizationSeconds: int = Field(
+        default=300,
+        description="Scale down only to the highest recommendation of this window (HPA behavior).",
+        ge=0,
+        le=3600,
+    )
+    scaleUpStabilizationSeconds: int = Field(
+        default=0,
+        description="Scale up only to the lowest recommendation of this window (HPA behavior).",
+        ge=0,
+        le=3600,
     )
 
 
@@ -241,9 +290,9 @@ class InferenceServiceSpec(ApiModel):
                 field_path=".rollout.canary",
             ),
             cel(
-                "!has(self.autoscaling) || has(self.resources) && has(self.resources.requests) && "
-                "'cpu' in self.resources.requests",
-                "spec.autoscaling scales on CPU utilization, which needs a CPU request: set "
+                "!has(self.autoscaling) || !has(self.autoscaling.metric) || self.autoscaling.metric != 'CPU' "
+                "|| has(self.resources) && has(self.resources.requests) && 'cpu' in self.resources.requests",
+                "spec.autoscaling.metric CPU scales on CPU utilization, which needs a CPU request: set "
                 "spec.resources.requests.cpu",
                 field_path=".resources",
             ),
@@ -383,6 +432,24 @@ class CanaryStatus(ApiModel):
     verdict: str = Field(default="", description="The judgement with its numbers.", max_length=2048)
 
 
+class AutoscalingStatus(ApiModel):
+    """One HorizontalPodAutoscaler (one per Deployment), as it reports itself."""
+
+    name: str = Field(description="The HorizontalPodAutoscaler (named after its Deployment).", max_length=253)
+    metric: str = Field(
+        description="What it scales on: a custom metric name (pods/…) or cpu.", max_length=128
+    )
+    target: str = Field(description="Target per replica.", max_length=64)
+    current: str | None = Field(
+        default=None, description="Current value per replica, when the HPA reports one.", max_length=64
+    )
+    currentReplicas: int | None = Field(default=None, description="Replicas the HPA last saw.")
+    desiredReplicas: int | None = Field(default=None, description="Replicas the HPA asks for.")
+    fallback: bool = Field(
+        default=False, description="Scaling on CPU because the cluster serves no custom metrics."
+    )
+
+
 class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService; written only by the operator."""
 
@@ -424,6 +491,11 @@ class InferenceServiceStatus(ApiModel):
     )
     canary: CanaryStatus | None = Field(
         default=None, description="The engine-revision canary in progress or last judged."
+    )
+    autoscaling: list[AutoscalingStatus] = Field(
+        default_factory=list,
+        description="Each HorizontalPodAutoscaler: metric, target, current value, current/desired replicas.",
+        max_length=16,
     )
 
 

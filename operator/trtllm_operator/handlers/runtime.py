@@ -90,6 +90,10 @@ def _refs_index(refs: Callable[[Obj], list[str]]) -> Callable[[Obj], list[str]]:
     return index
 
 
+#: Caches the operator does not wait for (it works without them, with less).
+OPTIONAL = frozenset({"apiservices"})
+
+
 @dataclass
 class Caches:
     engines: Informer
@@ -103,6 +107,8 @@ class Caches:
     namespaces: Informer
     #: Canary serving pods (track=canary): where the canary accuracy probe sends its prompts.
     canary_pods: Informer
+    #: Optional: the operator runs without it (no RBAC, no aggregation layer) and autoscales on CPU.
+    apiservices: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -116,10 +122,19 @@ class Caches:
             "nodes": self.nodes,
             "namespaces": self.namespaces,
             "canary-pods": self.canary_pods,
+            "apiservices": self.apiservices,
         }
 
+    def pending(self) -> list[str]:
+        """Required caches that have not listed yet (the optional apiservices cache is not waited for)."""
+        return [name for name, inf in self.all().items() if name not in OPTIONAL and not inf.synced.is_set()]
+
     def synced(self) -> bool:
-        return all(informer.synced.is_set() for informer in self.all().values())
+        return not self.pending()
+
+    def apiservice_objects(self) -> list[Obj] | None:
+        """The APIServices, or None while that cache has not listed (unknown: reconcile/autoscaling.py)."""
+        return self.apiservices.objects() if self.apiservices.synced.is_set() else None
 
     def child(self, kind: str, namespace: str, name: str) -> Obj | None:
         informer = {"Deployment": self.deployments, "Service": self.core_services}.get(kind, self.hpas)
@@ -172,6 +187,7 @@ class Caches:
                 sources(k8s.PODS, f"{managed},{c.LABEL_TRACK}={c.TRACK_CANARY}"),
                 indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
             ),
+            apiservices=informer("apiservices", [(kube.list_watch(k8s.APISERVICES, None), None)]),
         )
 
 

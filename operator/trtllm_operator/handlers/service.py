@@ -42,7 +42,10 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         obj.get("status") or {},
         engines,
         deployments,
-        judgement_inputs(rt, namespace, name, obj, now),  # Prometheus only when a canary judgement is due
+        # Prometheus only when a canary judgement is due.
+        measured=judgement_inputs(rt, namespace, name, obj, now),
+        apiservices=rt.caches.apiservice_objects(),
+        hpas={h["metadata"]["name"]: h for h in rt.caches.hpas.objects(namespace)},
     )
     decision = reconcile_service(obs, now)
     for child in decision.apply:

@@ -26,6 +26,7 @@ from trtllm_operator.api import reasons as r
 from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
+from trtllm_operator.reconcile import autoscaling
 from trtllm_operator.reconcile.canary import CanaryInputs, CanaryPlan, Measured, plan_canary
 from trtllm_operator.reconcile.engine import Event
 from trtllm_operator.reconcile.trust import engine_status_problem
@@ -54,6 +55,9 @@ class ServiceObservation:
     deployments: dict[str, dict[str, Any]]  # deployment name -> Deployment object
     #: Prometheus' answers (and the accuracy probe's), brought only when a canary judgement is due.
     measured: Measured | None = None
+    #: APIServices from the cache (None: unreadable) and this service's HPAs by name (autoscaling.py).
+    apiservices: list[dict[str, Any]] | None = None
+    hpas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -259,10 +263,11 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
             served.append(ok)
         else:
             blocked.append((reason, message))
-    plan = _canary(obs, spec, served, status, now)
-    promoted = served[0] if plan.stable_engine is not None else None
-    if plan.stable_engine is not None:  # the stable Deployment keeps serving its revision during a canary
-        served = [replace(served[0], engine=plan.stable_engine)]
+    canary_plan = _canary(obs, spec, served, status, now)
+    promoted = served[0] if canary_plan.stable_engine is not None else None
+    # The stable Deployment keeps serving its revision during a canary.
+    if canary_plan.stable_engine is not None:
+        served = [replace(served[0], engine=canary_plan.stable_engine)]
     status.engines = _summary(refs, served)
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
@@ -281,21 +286,36 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     else:
         status.conditions = [x for x in status.conditions if x.type != r.RUNTIME_VERSION_UNKNOWN]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
+    custom = autoscaling.custom_metrics(obs.apiservices)
+    scaling_rows, scaling_trouble = [], []
     for dep_name, s in wanted_deployments.items():
         decision.apply.append(
             render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
         )
         if spec.autoscaling:
-            decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
-    if plan.canary_replicas and promoted is not None:
+            plan = autoscaling.plan_hpa(spec.autoscaling, s.spec, custom)
+            decision.apply.append(
+                render_hpa(
+                    owner, obs.namespace, dep_name, spec, plan.metrics, autoscaling.behavior(spec.autoscaling)
+                )
+            )
+            row, trouble = autoscaling.observe_hpa(dep_name, plan, obs.hpas.get(dep_name))
+            scaling_rows.append(row)
+            scaling_trouble += trouble
+    status.autoscaling = scaling_rows
+    if degraded := autoscaling.degraded_message(spec, scaling_rows, custom, scaling_trouble):
+        cond(r.AUTOSCALING_DEGRADED, "True", autoscaling.degraded_reason(scaling_rows), degraded)
+    else:
+        status.conditions = [x for x in status.conditions if x.type != r.AUTOSCALING_DEGRADED]
+    if canary_plan.canary_replicas and promoted is not None:
         p = promoted
         stable = render_deployment(owner, obs.namespace, obs.name, spec, p.engine_name, p.spec, p.engine)
-        decision.apply.append(render_canary(stable, plan.canary_replicas))
-    if plan.delete:
-        decision.delete.append(("Deployment", plan.delete))
-    decision.events += plan.events
-    decision.requeue_after = plan.requeue_after
-    for type_, value, reason, message in plan.conditions:
+        decision.apply.append(render_canary(stable, canary_plan.canary_replicas))
+    if canary_plan.delete:
+        decision.delete.append(("Deployment", canary_plan.delete))
+    decision.events += canary_plan.events
+    decision.requeue_after = canary_plan.requeue_after
+    for type_, value, reason, message in canary_plan.conditions:
         cond(type_, value, reason, message)
     if served:
         decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
@@ -371,8 +391,8 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.STALLED, "False", r.DEPLOYMENT_PROGRESSING, summary)
     if blocked and not any(x[1] for x in results):
         _partially_served(status, blocked, served, cond)
-    if plan.verdict != "none" and not any(x[1] for x in results):
-        _canary_verdict(plan, cond)
+    if canary_plan.verdict != "none" and not any(x[1] for x in results):
+        _canary_verdict(canary_plan, cond)
     return decision
 
 

@@ -224,10 +224,38 @@ def render_service(
 
 
 def render_hpa(
-    owner: dict[str, Any], namespace: str, deployment: str, svc: InferenceServiceSpec
+    owner: dict[str, Any],
+    namespace: str,
+    deployment: str,
+    svc: InferenceServiceSpec,
+    metrics: list[dict[str, Any]] | None = None,
+    behavior: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """autoscaling/v2 HPA of one Deployment: ``metrics`` (reconcile/autoscaling.py plan_hpa; CPU
+    utilization when None) and ``behavior`` (the stabilization windows)."""
     scaling = svc.autoscaling
     assert scaling is not None
+    if metrics is None:
+        metrics = [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": scaling.targetCPUUtilizationPercentage or 80,
+                    },
+                },
+            }
+        ]
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": max(1, scaling.minReplicas),
+        "maxReplicas": scaling.maxReplicas,
+        "metrics": metrics,
+    }
+    if behavior is not None:
+        spec["behavior"] = behavior
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -237,21 +265,5 @@ def render_hpa(
             "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
             "ownerReferences": [owner],
         },
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicas": max(1, scaling.minReplicas),
-            "maxReplicas": scaling.maxReplicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": scaling.targetCPUUtilizationPercentage or 80,
-                        },
-                    },
-                }
-            ],
-        },
+        "spec": spec,
     }
