@@ -507,3 +507,23 @@ def test_a_newer_revision_after_a_rollback_gets_its_own_canary() -> None:
     assert revision_of(story.deployments["chat-sm90-canary"]) == "3"
     assert revision_of(story.deployments["chat-sm90"]) == "1"
     assert cond(decision, r.ROLLED_BACK)[0] == "False"
+
+
+def test_with_autoscaling_the_share_follows_the_stable_deployments_current_replicas() -> None:
+    spec = copy.deepcopy(SPEC)
+    spec.pop("replicas")
+    spec["autoscaling"] = {"minReplicas": 1, "maxReplicas": 8}
+    spec["rollout"]["canary"] = {"trafficPercent": 25, "bakeSeconds": 60, "gates": GATES}
+    story = Story(spec)
+    story.step(T0)
+    stable = story.deployments["chat-sm90"]
+    assert "replicas" not in stable["spec"]  # the HPA owns it
+    stable["spec"]["replicas"] = 6  # as the HPA set it, all available
+    stable["status"].update(replicas=6, updatedReplicas=6, readyReplicas=6, availableReplicas=6)
+    story.revision = 2
+    decision = story.step(T0 + timedelta(seconds=10))
+    assert story.deployments["chat-sm90-canary"]["spec"]["replicas"] == 2
+    assert decision.status.canary is not None
+    assert decision.status.canary.trafficPercent == 25.0
+    hpas = [o for o in decision.apply if o["kind"] == "HorizontalPodAutoscaler"]
+    assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["chat-sm90"]  # the stable only
