@@ -9,6 +9,7 @@ one may have taken over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -121,11 +122,15 @@ def run_operator(
     health_addr: str | None = None,
     metrics_addr: str | None = None,
     verbose: bool = False,
+    prometheus_url: str | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until the Lease is lost (exit 1)."""
     configure_logging()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-    operator = Operator(OperatorSettings.from_env(namespaces=namespaces))
+    settings = OperatorSettings.from_env(namespaces=namespaces)
+    if prometheus_url is not None:  # --prometheus-url wins over TRTLLM_PROMETHEUS_URL
+        settings = dataclasses.replace(settings, prometheus_url=prometheus_url.strip())
+    operator = Operator(settings)
     for address in {a for a in (health_addr, metrics_addr) if a}:
         port = operator.endpoints.serve(address)
         log.info("serving endpoints", address=address, port=port)

@@ -108,6 +108,8 @@ class Caches:
     namespaces: Informer
     #: LeaderWorkerSets of multi-node engines; ``absent`` while the LWS CRD is not installed.
     leader_worker_sets: Informer
+    #: Canary serving pods (track=canary): where the canary accuracy probe sends its prompts.
+    canary_pods: Informer
     #: Optional: the operator runs without it (no RBAC, no aggregation layer) and autoscales on CPU.
     apiservices: Informer
 
@@ -123,6 +125,7 @@ class Caches:
             "nodes": self.nodes,
             "namespaces": self.namespaces,
             "leaderworkersets": self.leader_worker_sets,
+            "canary-pods": self.canary_pods,
             "apiservices": self.apiservices,
         }
 
@@ -198,6 +201,11 @@ class Caches:
                 sources(k8s.LEADER_WORKER_SETS, managed),
                 indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
                 absent_if=k8s.is_not_found,
+            ),
+            canary_pods=informer(
+                "canary-pods",
+                sources(k8s.PODS, f"{managed},{c.LABEL_TRACK}={c.TRACK_CANARY}"),
+                indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
             ),
             apiservices=informer("apiservices", [(kube.list_watch(k8s.APISERVICES, None), None)]),
         )

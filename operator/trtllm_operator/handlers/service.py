@@ -13,6 +13,7 @@ import structlog
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.service import InferenceServiceStatus
+from trtllm_operator.handlers.canary import judgement_inputs
 from trtllm_operator.handlers.runtime import BY_LWS, BY_SERVICE, Key, Runtime, service_engine_refs
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
@@ -33,6 +34,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     lws = rt.caches.leader_worker_sets
     leader_worker_sets = {d["metadata"]["name"]: d for d in lws.by_index(BY_SERVICE, f"{namespace}/{name}")}
     meta = obj["metadata"]
+    now = datetime.now(UTC)
     obs = ServiceObservation(
         namespace,
         name,
@@ -46,10 +48,12 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         group_workers={n: rt.caches.pods.by_index(BY_LWS, f"{namespace}/{n}") for n in leader_worker_sets},
         nodes=rt.nodes(),
         lws_installed=not lws.absent.is_set(),
+        # Prometheus only when a canary judgement is due.
+        measured=judgement_inputs(rt, namespace, name, obj, now),
         apiservices=rt.caches.apiservice_objects(),
         hpas={h["metadata"]["name"]: h for h in rt.caches.hpas.objects(namespace)},
     )
-    decision = reconcile_service(obs, datetime.now(UTC))
+    decision = reconcile_service(obs, now)
     for child in decision.apply:
         child_meta = child["metadata"]
         cached = rt.caches.child(child["kind"], child_meta.get("namespace", namespace), child_meta["name"])
@@ -70,4 +74,4 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
-    return None
+    return decision.requeue_after  # a canary's judgement time

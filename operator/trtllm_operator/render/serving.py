@@ -106,7 +106,7 @@ def render_deployment(
     engine_claim, _ = _volume_path(engine.uri)
     _, model_claim = _tokenizer(engine_name, engine_spec)
     labels = {**selector_labels(service), c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ENGINE: engine_name}
-    pod_labels = {**labels, c.LABEL_REVISION: str(engine.revision)}
+    pod_labels = {**labels, c.LABEL_REVISION: str(engine.revision), c.LABEL_TRACK: c.TRACK_STABLE}
     terms = [
         {"key": GFD.COMPUTE_MAJOR, "operator": "In", "values": [str(cc.major)]},
         {"key": GFD.COMPUTE_MINOR, "operator": "In", "values": [str(cc.minor)]},
@@ -149,8 +149,8 @@ def render_deployment(
             "metadata": {
                 "labels": pod_labels,
                 "annotations": {
-                    "trtllm.dev/engine-uri": engine.uri,
-                    "trtllm.dev/engine-sha256": engine.sha256,
+                    c.ANNOTATION_ENGINE_URI: engine.uri,
+                    c.ANNOTATION_ENGINE_SHA: engine.sha256,
                 },
             },
             "spec": {
