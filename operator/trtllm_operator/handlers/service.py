@@ -19,6 +19,9 @@ from trtllm_operator.reconcile.service import ServiceObservation, reconcile_serv
 
 log = structlog.get_logger(__name__)
 
+#: Events that end a canary (reconcile/canary.py), counted in trtllm_operator_canary_outcomes_total.
+CANARY_OUTCOMES = frozenset({"CanaryPromoted", "CanaryRolledBack"})
+
 
 def reconcile(rt: Runtime, key: Key) -> float | None:
     _, namespace, name = key
@@ -74,4 +77,6 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
+        if event.reason in CANARY_OUTCOMES:  # counted once: the status that records it was written
+            rt.metrics.canaries.labels(outcome=event.reason).inc()
     return decision.requeue_after  # a canary's judgement time
