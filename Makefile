@@ -18,10 +18,10 @@ $(PY): pyproject.toml
 
 venv: $(PY) ## create .venv with the package and dev tools
 
-binaries: ## build (or reuse) etcd, kube-*, kubectl, kwok, helm from the Go module proxy
-	bash hack/build-binaries.sh
+binaries: ## build (or reuse) etcd, kube-*, kubectl, kwok, helm from the Go module proxy (ADDONS=all: add-ons too)
+	bash hack/build-binaries.sh $(if $(ADDONS),--addons $(ADDONS))
 
-cluster-up: $(PY) ## start the local control plane + simulated GPU fleet (ADDONS=lws to add LeaderWorkerSet); writes .cluster/kubeconfig
+cluster-up: $(PY) ## start the local control plane + simulated GPU fleet (ADDONS=metrics,lws for more)
 	$(PY) -m trtllm_operator.dev cluster up $(if $(FLEET),--fleet $(FLEET)) $(if $(ADDONS),--addons $(ADDONS))
 
 cluster-down: ## stop exactly the processes cluster-up started and remove .cluster/

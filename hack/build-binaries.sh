@@ -12,6 +12,12 @@
 #   lws-manager (+ its CRD)                sigs.k8s.io/lws/cmd (LeaderWorkerSet controller and
 #                                          webhooks; the "lws" cluster add-on runs it); the CRD is
 #                                          copied from the module's config/crd/bases
+#   prometheus                             github.com/prometheus/prometheus/cmd/prometheus (3.x is module
+#                                          v0.3xx; built with upstream's tags remove_all_sd +
+#                                          enable_kubernetes_sd; no embedded web UI assets)
+#   prometheus-adapter                     sigs.k8s.io/prometheus-adapter/cmd/adapter
+#   (lws-manager serves the "lws" add-on, the last two the "metrics" add-on; the default cluster
+#    needs none of them: `build-binaries.sh --addons metrics,lws` or `--addons all` builds them)
 #
 # Prints the bin directory on its last line.
 set -euo pipefail
@@ -22,6 +28,19 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 CLI_UTILS_VERSION="${CLI_UTILS_VERSION:-v0.37.2}"
 LWS_VERSION="${LWS_VERSION:-v0.8.0}"
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+PROMETHEUS_ADAPTER_VERSION="${PROMETHEUS_ADAPTER_VERSION:-v0.12.0}"
+
+# --addons a,b (or TRTLLM_ADDONS=a,b): also build what those cluster add-ons run ("all": every one).
+ADDONS="${TRTLLM_ADDONS:-}"
+while (($#)); do
+  case "$1" in
+    --addons) ADDONS="$2"; shift 2 ;;
+    --addons=*) ADDONS="${1#--addons=}"; shift ;;
+    *) echo "usage: $0 [--addons metrics,lws|all]" >&2; exit 2 ;;
+  esac
+done
+want_addon() { [[ ",$ADDONS," == *",$1,"* || ",$ADDONS," == *",all,"* ]]; }
 
 CACHE_ROOT="${TRTLLM_OPERATOR_CACHE:-$HOME/.cache/trtllm-operator}"
 CACHE="$CACHE_ROOT/k8s-$K8S_VERSION"
@@ -142,12 +161,31 @@ build_lws() {
   log "lws: built in $((SECONDS - t0)) s"
 }
 
-# Add-ons only: `hack/build-binaries.sh lws` builds just that (the default cluster needs none).
-if [[ $# -gt 0 ]]; then
-  for what in "$@"; do "build_$what"; done
-  echo "$BIN"
-  exit 0
-fi
+build_prometheus() {
+  up_to_date prometheus "$PROMETHEUS_VERSION" && { log "prometheus $PROMETHEUS_VERSION: cached"; return; }
+  log "prometheus $PROMETHEUS_VERSION: building (kubernetes service discovery only)"
+  local t0=$SECONDS
+  ( wrapper "$SRC/prometheus"
+    go get "github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+    # Upstream's plugins/ files are guarded by these tags: every SD but kubernetes is left out.
+    go build -trimpath -tags "remove_all_sd enable_kubernetes_sd" \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+      -o "$BIN/prometheus" github.com/prometheus/prometheus/cmd/prometheus )
+  stamp prometheus "$PROMETHEUS_VERSION"
+  log "prometheus: built in $((SECONDS - t0)) s"
+}
+
+build_prometheus_adapter() {
+  up_to_date prometheus-adapter "$PROMETHEUS_ADAPTER_VERSION" && {
+    log "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION: cached"; return; }
+  log "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION: building"
+  local t0=$SECONDS
+  ( wrapper "$SRC/prometheus-adapter"
+    go get "sigs.k8s.io/prometheus-adapter@$PROMETHEUS_ADAPTER_VERSION"
+    go build -trimpath -ldflags "-s -w" -o "$BIN/prometheus-adapter" sigs.k8s.io/prometheus-adapter/cmd/adapter )
+  stamp prometheus-adapter "$PROMETHEUS_ADAPTER_VERSION"
+  log "prometheus-adapter: built in $((SECONDS - t0)) s"
+}
 
 start=$SECONDS
 build_etcd
@@ -155,6 +193,12 @@ build_kwok
 build_kubernetes
 build_helm
 build_kstatus
-build_lws
+if want_addon metrics; then
+  build_prometheus
+  build_prometheus_adapter
+fi
+if want_addon lws; then
+  build_lws
+fi
 log "all binaries ready in $BIN ($((SECONDS - start)) s)"
 echo "$BIN"

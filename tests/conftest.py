@@ -91,6 +91,16 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
             raise
 
 
+@pytest.fixture(scope="session")
+def metrics_cluster(cluster: LocalCluster) -> LocalCluster:
+    """The cluster with the "metrics" add-on (Prometheus + adapter); it stays up until `cluster down`."""
+    try:
+        cluster.ensure_addons("metrics")
+    except ClusterError as error:
+        pytest.fail(f"the metrics add-on could not start (cluster tests never skip): {error}", pytrace=False)
+    return cluster
+
+
 @pytest.fixture
 def operator(
     cluster: LocalCluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest

@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         health_addr=args.health_addr,
         metrics_addr=args.metrics_addr,
         verbose=args.verbose,
+        prometheus_url=args.prometheus_url,
     )
 
 
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-addr", default=None, help="serve /healthz and /readyz (caches synced) here, e.g. :8080"
     )
     run.add_argument("--metrics-addr", default=None, help="serve Prometheus /metrics here, e.g. :8081")
+    run.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="Prometheus HTTP API base URL for canary judgements (env TRTLLM_PROMETHEUS_URL; none: a "
+        "canary fails closed)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

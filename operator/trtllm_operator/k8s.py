@@ -201,6 +201,8 @@ HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 LEADER_WORKER_SETS = Resource(c.LWS_GROUP, c.LWS_VERSION, c.LWS_PLURAL)
 NODES = Resource("", "v1", "nodes", namespaced=False)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+#: Whether the cluster serves custom.metrics.k8s.io (autoscaling on inference load, else CPU).
+APISERVICES = Resource("apiregistration.k8s.io", "v1", "apiservices", namespaced=False)
 
 
 class RawListWatch:

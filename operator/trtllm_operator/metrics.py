@@ -78,6 +78,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.canaries = Counter(
+            f"{PREFIX}_canary_outcomes_total",
+            "Engine-revision canaries judged, by outcome (CanaryPromoted, CanaryRolledBack).",
+            ["outcome"],
+            registry=r,
+        )
         self.leader = Gauge(
             f"{PREFIX}_leader", "1 while this replica leads (reconciles), else 0.", registry=r
         )

@@ -9,9 +9,11 @@ one may have taken over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 import structlog
@@ -29,6 +31,8 @@ from trtllm_operator.settings import OperatorSettings
 log = structlog.get_logger(__name__)
 RECONCILERS = {"TRTEngine": engine.reconcile, "InferenceService": service.reconcile}
 EXIT_LOST_LEASE = 1
+#: Seconds to wait for the optional caches (APIServices) after the required ones have synced.
+OPTIONAL_CACHE_GRACE = 5.0
 
 
 def dispatch(rt: Runtime, key: Key) -> float | None:
@@ -57,7 +61,7 @@ class Operator:
         self.metrics.refresh = self.rt.refresh_metrics
 
     def ready(self) -> tuple[bool, str]:
-        pending = [name for name, inf in self.rt.caches.all().items() if not inf.synced.is_set()]
+        pending = self.rt.caches.pending()
         if pending:
             return False, "caches not synced: " + ", ".join(pending)
         role = "leader" if self.rt.leading.is_set() else "standby"
@@ -72,6 +76,11 @@ class Operator:
         for informer in caches.all().values():
             informer.run(self.stop_event)
         while not caches.synced():
+            if self.stop_event.wait(0.05):
+                return self.exit_code
+        # The optional APIService cache gets a moment, so autoscaling doesn't start on a CPU fallback.
+        deadline = time.monotonic() + OPTIONAL_CACHE_GRACE
+        while not caches.apiservices.synced.is_set() and time.monotonic() < deadline:
             if self.stop_event.wait(0.05):
                 return self.exit_code
         log.info("caches synced", objects={name: len(inf) for name, inf in caches.all().items()})
@@ -113,11 +122,15 @@ def run_operator(
     health_addr: str | None = None,
     metrics_addr: str | None = None,
     verbose: bool = False,
+    prometheus_url: str | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until the Lease is lost (exit 1)."""
     configure_logging()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-    operator = Operator(OperatorSettings.from_env(namespaces=namespaces))
+    settings = OperatorSettings.from_env(namespaces=namespaces)
+    if prometheus_url is not None:  # --prometheus-url wins over TRTLLM_PROMETHEUS_URL
+        settings = dataclasses.replace(settings, prometheus_url=prometheus_url.strip())
+    operator = Operator(settings)
     for address in {a for a in (health_addr, metrics_addr) if a}:
         port = operator.endpoints.serve(address)
         log.info("serving endpoints", address=address, port=port)

@@ -33,6 +33,9 @@ class OperatorSettings:
     #: Deadline of the Job that deletes a ``deletionPolicy: Delete`` engine's files; past it (a pod that
     #: can never schedule), the TRTEngine's deletion finishes anyway, with a Warning naming the files.
     cleanup_deadline_seconds: int = 600
+    #: Prometheus HTTP API base URL (e.g. http://prometheus.monitoring:9090) that canary judgements query;
+    #: empty: none, and a canary fails closed (rolled back, saying so).
+    prometheus_url: str = ""
     #: Namespaces to watch (empty: all). Set from `trtllm-operator run --namespace`.
     namespaces: tuple[str, ...] = ()
     #: Lease-based leader election: only the leader reconciles; a standby keeps its caches warm.
@@ -66,6 +69,7 @@ class OperatorSettings:
             resync_seconds=float(source.get("TRTLLM_RESYNC_SECONDS", "600")),
             workers=int(source.get("TRTLLM_WORKERS", "4")),
             cleanup_deadline_seconds=int(source.get("TRTLLM_CLEANUP_DEADLINE_SECONDS", "600")),
+            prometheus_url=source.get("TRTLLM_PROMETHEUS_URL", "").strip(),
             namespaces=namespaces,
             leader_election=_flag(source.get("TRTLLM_LEADER_ELECTION", "true")),
             lease_namespace=lease_namespace,

@@ -176,6 +176,8 @@ MAY = [
     ("list", "trtllm.dev", "inferenceservices", None, True),
     ("list", "", "nodes", None, False),
     ("watch", "", "nodes", None, False),
+    ("list", "apiregistration.k8s.io", "apiservices", None, False),
+    ("watch", "apiregistration.k8s.io", "apiservices", None, False),
 ]
 MAY_NOT = [
     # Secrets: only the multi-node SSH identities, created and watched (label-selected), nothing else.
@@ -205,6 +207,8 @@ MAY_NOT = [
     ("get", "leaderworkerset.x-k8s.io", "leaderworkersets", None, True),
     ("delete", "", "services", None, True),
     ("delete", "", "namespaces", None, False),
+    ("create", "apiregistration.k8s.io", "apiservices", None, False),
+    ("get", "apiregistration.k8s.io", "apiservices", None, False),
     ("create", "apiextensions.k8s.io", "customresourcedefinitions", None, False),
     # Every read is served from the watch caches: no GETs.
     ("get", "batch", "jobs", None, True),

@@ -100,7 +100,9 @@ def grants(group: str, verbs: str, *resources: str) -> set[tuple[str, str, str]]
 
 
 # Exactly what k8s.py + handlers/ call (see templates/_helpers.tpl).
-CLUSTER_SCOPED = grants("", "list watch", "nodes", "namespaces")
+CLUSTER_SCOPED = grants("", "list watch", "nodes", "namespaces") | grants(
+    "apiregistration.k8s.io", "list watch", "apiservices"
+)
 NAMESPACED = (
     grants("trtllm.dev", "list watch patch", "trtengines")
     | grants("trtllm.dev", "list watch", "inferenceservices")

@@ -254,7 +254,7 @@ def test_nested_defaults_are_published_so_the_server_defaults_them() -> None:
         "storage",
     }
     service = _schema(SERVICE_FILE)["properties"]["spec"]["properties"]
-    assert service["rollout"]["default"] == RolloutSpec().model_dump(mode="json")
+    assert service["rollout"]["default"] == RolloutSpec().model_dump(mode="json", exclude_none=True)
     assert service["serve"]["default"] == ServeSpec().model_dump(mode="json")
     assert service["replicas"]["default"] == 1
     assert service["port"]["default"] == 8000

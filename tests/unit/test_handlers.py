@@ -9,8 +9,10 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.unit.test_reconcile_engine import spec
@@ -26,6 +28,8 @@ from trtllm_operator.handlers.runtime import Caches, Key, Runtime
 from trtllm_operator.handlers.slots import BuildSlots
 from trtllm_operator.informer import Obj
 from trtllm_operator.k8s import ConflictError
+from trtllm_operator.reconcile.engine import Event
+from trtllm_operator.reconcile.service import ServiceDecision, ServiceObservation
 from trtllm_operator.settings import OperatorSettings
 from trtllm_operator.workqueue import Backoff, WorkQueue
 
@@ -627,3 +631,53 @@ def test_stop_ends_the_resync_and_the_workers() -> None:
     rt.stop()
     assert not any(thread.is_alive() for thread in rt._workers)
     assert not rt.leading.is_set()
+
+
+def custom_metrics_apiservice(available: str, rv: str) -> Obj:
+    return {
+        "metadata": {"name": "v1beta1.custom.metrics.k8s.io", "resourceVersion": rv},
+        "spec": {"group": "custom.metrics.k8s.io", "version": "v1beta1"},
+        "status": {"conditions": [{"type": "Available", "status": available}]},
+    }
+
+
+def test_custom_metrics_coming_or_going_wakes_only_the_autoscaled_services() -> None:
+    rt, _ = runtime()
+    scaled = service_for("scaled", "llama")
+    scaled["spec"]["autoscaling"] = {"maxReplicas": 3}
+    rt.caches.services.upsert(scaled)
+    rt.caches.services.upsert(service_for("fixed", "llama"))
+    drain(rt)
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("True", "1"))
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("True", "2"))  # a status rewrite: no change
+    assert drain(rt) == []
+    rt.caches.apiservices.upsert(custom_metrics_apiservice("False", "3"))  # its server went down
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]
+    rt.caches.apiservices.upsert({"metadata": {"name": "v1.apps", "resourceVersion": "4"}, "spec": {}})
+    assert drain(rt) == []
+    rt.caches.apiservices.remove(("", "v1beta1.custom.metrics.k8s.io"))
+    assert drain(rt) == [(c.SERVICE_KIND, NS, "scaled")]
+
+
+def test_a_judged_canary_is_counted_once_per_outcome_and_other_events_are_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, kube = runtime()
+    serving(rt, kube)
+    real = service_handler.reconcile_service
+
+    def judged(obs: ServiceObservation, now: datetime) -> ServiceDecision:
+        decision = real(obs, now)
+        decision.events += [
+            Event("Warning", "CanaryRolledBack", "canary p95 0.6 s > 1.2 x stable 0.1 s"),
+            Event("Normal", "CanaryStarted", "revision 2 on 1 canary pod"),
+        ]
+        return decision
+
+    monkeypatch.setattr(service_handler, "reconcile_service", judged)
+    service_handler.reconcile(rt, (c.SERVICE_KIND, NS, "chat"))
+    name = "trtllm_operator_canary_outcomes_total"
+    assert rt.metrics.value(name, outcome="CanaryRolledBack") == 1
+    assert rt.metrics.value(name, outcome="CanaryStarted") == 0
+    assert rt.metrics.value(name, outcome="CanaryPromoted") == 0

@@ -62,6 +62,10 @@ own (label selector), build pods get tokens through secretKeyRef, which the kube
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
+# Whether custom.metrics.k8s.io is served (autoscaling on inference load, else CPU): apiservices cache.
+- apiGroups: ["apiregistration.k8s.io"]
+  resources: ["apiservices"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/* Namespaced: in the ClusterRole when watching all namespaces, else a Role per watched namespace. */}}

@@ -30,6 +30,13 @@ LABEL_ENGINE: Final = "trtllm.dev/engine"
 LABEL_REVISION: Final = "trtllm.dev/revision"
 LABEL_CONFIG_HASH: Final = "trtllm.dev/build-config-hash"
 LABEL_SERVICE: Final = "trtllm.dev/inference-service"
+#: Serving pods: "stable" on the Deployment that serves the promoted revision, "canary" on the canary's.
+LABEL_TRACK: Final = "trtllm.dev/track"
+TRACK_STABLE: Final = "stable"
+TRACK_CANARY: Final = "canary"
+#: Serving pod-template annotations naming the engine served (read back to keep a stable revision).
+ANNOTATION_ENGINE_URI: Final = "trtllm.dev/engine-uri"
+ANNOTATION_ENGINE_SHA: Final = "trtllm.dev/engine-sha256"
 COMPONENT_BUILD: Final = "build"
 COMPONENT_SERVER: Final = "server"
 COMPONENT_CLEANUP: Final = "cleanup"

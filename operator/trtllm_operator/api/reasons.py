@@ -22,11 +22,17 @@ CALIBRATION_DOMAIN_MISMATCH: Final = "CalibrationDomainMismatch"
 INFLIGHT_BATCHING_DISABLED: Final = "InflightBatchingDisabled"
 UNVALIDATED_ENGINE: Final = "UnvalidatedEngine"
 EXTRA_ARGS_IGNORED: Final = "ExtraArgsIgnored"
+#: InferenceService: its autoscaling does not do what spec.autoscaling asks (CPU fallback, HPA trouble).
+AUTOSCALING_DEGRADED: Final = "AutoscalingDegraded"
 #: InferenceService: some of the engines asked for are not served (a warning that Ready=False carries too).
 DEGRADED: Final = "Degraded"
 
 # Reasons.
 INVALID_SPEC: Final = "InvalidSpec"
+#: No Available custom.metrics.k8s.io APIService: the HPA scales on CPU instead.
+CUSTOM_METRICS_UNAVAILABLE: Final = "CustomMetricsUnavailable"
+#: The HPA says ScalingActive=False or AbleToScale=False (its own reason follows in the message).
+HPA_NOT_SCALING: Final = "HorizontalPodAutoscalerNotScaling"
 #: The build pod breaks the namespace's Pod Security level (pod-security.kubernetes.io/enforce).
 POD_SECURITY_VIOLATION: Final = "PodSecurityViolation"
 #: A build Job that never started a pod is replaced because spec security contexts changed.
@@ -84,6 +90,18 @@ ENGINE_NOT_VALIDATED: Final = "EngineNotValidated"
 RUNTIME_VERSION_MISMATCH: Final = "RuntimeVersionMismatch"
 #: Warning condition type and reason: the serving image's version cannot be told from its tag.
 RUNTIME_VERSION_UNKNOWN: Final = "RuntimeVersionUnknown"
+# Engine-revision canary (condition types Canary and RolledBack).
+CANARY: Final = "Canary"
+ROLLED_BACK: Final = "RolledBack"
+CANARY_STARTING: Final = "CanaryStarting"
+CANARY_BAKING: Final = "CanaryBaking"
+CANARY_PROMOTING: Final = "CanaryPromoting"
+CANARY_PROMOTED: Final = "CanaryPromoted"
+CANARY_FAILED: Final = "CanaryFailed"
+CANARY_ROLLED_BACK: Final = "CanaryRolledBack"
+CANARY_SKIPPED: Final = "CanarySkipped"
+METRICS_UNAVAILABLE: Final = "MetricsUnavailable"
+INSUFFICIENT_DATA: Final = "InsufficientData"
 DEPLOYMENT_AVAILABLE: Final = "DeploymentAvailable"
 DEPLOYMENT_PROGRESSING: Final = "DeploymentProgressing"
 ROLLOUT_STALLED: Final = "RolloutStalled"

@@ -6,6 +6,8 @@ engine built on 9.0 must never land on an 8.9 node.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from trtllm_operator.api.common import (
@@ -24,32 +26,205 @@ from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import SERVICE_NAME_MAX
 from trtllm_operator.api.security import PodSecurityContext, SecurityContext
 
+#: What the HorizontalPodAutoscaler scales on (docs/metrics.md says why RequestsInFlight is the default).
+AutoscalingMetric = Literal["RequestsInFlight", "KVCacheUtilization", "GenerationTokensPerSecond", "CPU"]
+
 
 class AutoscalingSpec(ApiModel):
-    """HorizontalPodAutoscaler settings; when set, it owns spec.replicas."""
+    """HorizontalPodAutoscaler settings (one HPA per Deployment); when set, it owns spec.replicas."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": validations(
             cel(
                 "self.minReplicas <= self.maxReplicas",
                 "spec.autoscaling.minReplicas must be ≤ spec.autoscaling.maxReplicas",
-            )
+            ),
+            cel(
+                "!has(self.metric) || self.metric != 'GenerationTokensPerSecond' || "
+                "has(self.targetGenerationTokensPerSecond)",
+                "spec.autoscaling: metric GenerationTokensPerSecond needs targetGenerationTokensPerSecond "
+                "(the tokens/s one replica should carry)",
+            ),
         )
     }
 
     minReplicas: int = Field(
         default=1,
-        description="Lower bound, at least 1 (a HorizontalPodAutoscaler on CPU cannot scale to zero).",
+        description="Lower bound, at least 1 (a HorizontalPodAutoscaler cannot scale to zero).",
         ge=1,
         le=1000,
     )
     maxReplicas: int = Field(description="Upper bound.", ge=1, le=1000)
-    targetCPUUtilizationPercentage: int | None = Field(
+    metric: AutoscalingMetric = Field(
+        default="RequestsInFlight",
+        description="What to scale on, per replica: RequestsInFlight (running + queued requests, against "
+        "the engine's max batch size), KVCacheUtilization, GenerationTokensPerSecond, or CPU. The first "
+        "three are custom metrics (custom.metrics.k8s.io: Prometheus + Prometheus Adapter); where the "
+        "cluster serves none, the operator scales on CPU and says so (AutoscalingDegraded).",
+    )
+    targetRequestsInFlight: int | None = Field(
         default=None,
-        description="Target average CPU utilization of the serving pods (80 when absent); needs "
-        "spec.resources.requests.cpu.",
+        description="RequestsInFlight: average running + queued requests per replica to aim for; default "
+        "80% of the engine's max batch size (TensorRT-LLM's default 2048 when the engine sets none).",
+        ge=1,
+        le=1048576,
+    )
+    targetKVCacheUtilizationPercent: int | None = Field(
+        default=None,
+        description="KVCacheUtilization: average KV-cache use per replica to aim for (80 when absent).",
         ge=1,
         le=100,
+    )
+    targetGenerationTokensPerSecond: int | None = Field(
+        default=None,
+        description="GenerationTokensPerSecond: generated tokens/s per replica to aim for.",
+        ge=1,
+        le=100000000,
+    )
+    targetCPUUtilizationPercentage: int | None = Field(
+        default=None,
+        description="CPU (and the fallback without custom metrics): target average CPU utilization of the "
+        "serving pods (80 when absent); needs spec.resources.requests.cpu.",
+        ge=1,
+        le=100,
+    )
+    scaleDownStabilizationSeconds: int = Field(
+        default=300,
+        description="Scale down only to the highest recommendation of this window (HPA behavior).",
+        ge=0,
+        le=3600,
+    )
+    scaleUpStabilizationSeconds: int = Field(
+        default=0,
+        description="Scale up only to the lowest recommendation of this window (HPA behavior).",
+        ge=0,
+        le=3600,
+    )
+
+
+class ProbePrompt(ApiModel):
+    """One prompt of the live accuracy probe and the answer it must contain."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.expect) != has(self.expectRegex)",
+                "spec.rollout.canary.accuracyProbe.prompts[]: set exactly one of expect (a substring) or "
+                "expectRegex (a regular expression)",
+            )
+        )
+    }
+
+    prompt: str = Field(
+        description="Sent as a chat message to each canary pod.", min_length=1, max_length=4096
+    )
+    expect: str | None = Field(
+        default=None,
+        description="The answer passes when it contains this text.",
+        min_length=1,
+        max_length=256,
+    )
+    expectRegex: str | None = Field(
+        default=None,
+        description="The answer passes when this regular expression (Python syntax) matches part of it.",
+        min_length=1,
+        max_length=256,
+    )
+
+
+class AccuracyProbe(ApiModel):
+    """A live accuracy check: prompts sent to the canary pods, scored against expected answers."""
+
+    prompts: list[ProbePrompt] = Field(
+        description="Prompts with expected answers.", min_length=1, max_length=50
+    )
+    minScore: float = Field(
+        default=1.0, description="Share of prompts (0-1) whose answer must match.", ge=0.0, le=1.0
+    )
+    maxTokens: int = Field(default=64, description="max_tokens of each probe request.", ge=1, le=4096)
+
+
+class CanaryGates(ApiModel):
+    """What the canary must meet on live metrics (Prometheus) to be promoted."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "has(self.maxErrorRate) || has(self.maxP95LatencySeconds) || has(self.maxP95LatencyRatio) "
+                "|| has(self.minTokensPerSecondRatio)",
+                "spec.rollout.canary.gates: set at least one of maxErrorRate, maxP95LatencySeconds, "
+                "maxP95LatencyRatio or minTokensPerSecondRatio",
+            )
+        )
+    }
+
+    maxErrorRate: float | None = Field(
+        default=None,
+        description="Highest share of failed requests (trtllm_request_error / all requests), 0-1.",
+        ge=0.0,
+        le=1.0,
+    )
+    maxP95LatencySeconds: float | None = Field(
+        default=None,
+        description="Highest p95 end-to-end request latency (trtllm_e2e_request_latency_seconds), seconds.",
+        gt=0.0,
+        le=3600.0,
+    )
+    maxP95LatencyRatio: float | None = Field(
+        default=None,
+        description="Highest canary p95 latency as a multiple of the stable revision's, e.g. 1.2.",
+        ge=1.0,
+        le=100.0,
+    )
+    minTokensPerSecondRatio: float | None = Field(
+        default=None,
+        description="Lowest canary generated tokens/s per replica (trtllm_generation_tokens) as a share of "
+        "the stable revision's, e.g. 0.9.",
+        gt=0.0,
+        le=10.0,
+    )
+    minRequests: int = Field(
+        default=20,
+        description="Requests each track must have answered in the bake window before it is judged: no "
+        "judging on no data (the judgement is deferred by another bakeSeconds, at most 3 times, then the "
+        "canary is rolled back).",
+        ge=1,
+        le=1_000_000,
+    )
+
+
+class CanarySpec(ApiModel):
+    """Serve a newly promoted engine revision to a slice first, judge it live, then promote or roll back."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!(has(self.replicas) && has(self.trafficPercent))",
+                "spec.rollout.canary: set replicas or trafficPercent, not both",
+            )
+        )
+    }
+
+    replicas: int | None = Field(
+        default=None, description="Canary pods (default: 1 when trafficPercent is not set).", ge=1, le=100
+    )
+    trafficPercent: int | None = Field(
+        default=None,
+        description="Share of traffic for the canary, 1-99. The Service spreads requests by endpoints, so "
+        "the share is canary pods / all pods: the operator picks the canary replicas closest to it (at "
+        "least 1) and reports the real share in status.canary.trafficPercent.",
+        ge=1,
+        le=99,
+    )
+    bakeSeconds: int = Field(
+        default=300,
+        description="How long the canary serves (counted from when it is available) before it is judged.",
+        ge=10,
+        le=86400,
+    )
+    gates: CanaryGates = Field(description="Live-metric gates, compared with the stable revision.")
+    accuracyProbe: AccuracyProbe | None = Field(
+        default=None, description="Optional prompts with expected answers sent to the canary pods."
     )
 
 
@@ -72,6 +247,12 @@ class RolloutSpec(ApiModel):
     )
     maxUnavailable: IntOrPercent = Field(
         default=0, description="Pods that may be unavailable during a rollout; 0 keeps full capacity."
+    )
+    canary: CanarySpec | None = Field(
+        default=None,
+        description="Canary by engine revision: a new promoted revision first serves from a canary "
+        "Deployment behind the same Service and is judged on live metrics from Prometheus (the operator's "
+        "--prometheus-url) against the serving revision before it replaces it.",
     )
 
 
@@ -103,9 +284,15 @@ class InferenceServiceSpec(ApiModel):
                 field_path=".engineRefs",
             ),
             cel(
-                "!has(self.autoscaling) || has(self.resources) && has(self.resources.requests) && "
-                "'cpu' in self.resources.requests",
-                "spec.autoscaling scales on CPU utilization, which needs a CPU request: set "
+                "!has(self.rollout) || !has(self.rollout.canary) || has(self.engineRef)",
+                "spec.rollout.canary works with one engine (spec.engineRef): remove spec.rollout.canary or "
+                "serve one engine",
+                field_path=".rollout.canary",
+            ),
+            cel(
+                "!has(self.autoscaling) || !has(self.autoscaling.metric) || self.autoscaling.metric != 'CPU' "
+                "|| has(self.resources) && has(self.resources.requests) && 'cpu' in self.resources.requests",
+                "spec.autoscaling.metric CPU scales on CPU utilization, which needs a CPU request: set "
                 "spec.resources.requests.cpu",
                 field_path=".resources",
             ),
@@ -212,6 +399,71 @@ class ArchitectureStatus(ApiModel):
     )
 
 
+class TrackMeasurement(ApiModel):
+    """Live numbers of one track over the bake window, from Prometheus (the servers' own metrics)."""
+
+    revision: int = Field(description="Engine revision of the track.")
+    replicas: int = Field(default=0, description="Pods that reported metrics in the window.")
+    requests: float = Field(default=0.0, description="Requests answered (successes + errors) in the window.")
+    errorRate: float | None = Field(default=None, description="Failed requests / all requests.")
+    p95LatencySeconds: float | None = Field(default=None, description="p95 end-to-end request latency.")
+    tokensPerSecondPerReplica: float | None = Field(
+        default=None, description="Generated tokens per second per pod."
+    )
+    simulated: bool | None = Field(
+        default=None,
+        description="True when the numbers come from the simulation's stand-in servers, not real ones.",
+    )
+
+
+class CanaryStatus(ApiModel):
+    """The canary in progress or last judged."""
+
+    engine: str = Field(description="TRTEngine whose revision is canaried.", max_length=253)
+    revision: int = Field(description="Engine revision on the canary.")
+    baselineRevision: int = Field(description="Engine revision on the stable Deployment.")
+    phase: str = Field(
+        description="Baking, Promoting, Promoted, RolledBack or Cancelled (spec.rollout.canary removed).",
+        max_length=16,
+    )
+    generation: int = Field(default=0, description="metadata.generation the canary started or ended at.")
+    deployment: str = Field(default="", description="The canary Deployment.", max_length=253)
+    replicas: int = Field(default=0, description="Canary pods asked for.")
+    trafficPercent: float | None = Field(
+        default=None, description="Real share of pods (and so of requests) on the canary, percent."
+    )
+    startedAt: str | None = Field(default=None, description="When the canary was created.", max_length=32)
+    bakingSince: str | None = Field(
+        default=None, description="When the canary became available (the bake window starts).", max_length=32
+    )
+    judgeAt: str | None = Field(default=None, description="When the next judgement is due.", max_length=32)
+    deferrals: int = Field(
+        default=0, description="Judgements deferred (too little data, metrics unreachable)."
+    )
+    stable: TrackMeasurement | None = Field(default=None, description="The stable track's numbers.")
+    canary: TrackMeasurement | None = Field(default=None, description="The canary track's numbers.")
+    accuracyScore: float | None = Field(default=None, description="Live accuracy probe score (0-1).")
+    verdict: str = Field(default="", description="The judgement with its numbers.", max_length=2048)
+
+
+class AutoscalingStatus(ApiModel):
+    """One HorizontalPodAutoscaler (one per Deployment), as it reports itself."""
+
+    name: str = Field(description="The HorizontalPodAutoscaler (named after its Deployment).", max_length=253)
+    metric: str = Field(
+        description="What it scales on: a custom metric name (pods/…) or cpu.", max_length=128
+    )
+    target: str = Field(description="Target per replica.", max_length=64)
+    current: str | None = Field(
+        default=None, description="Current value per replica, when the HPA reports one.", max_length=64
+    )
+    currentReplicas: int | None = Field(default=None, description="Replicas the HPA last saw.")
+    desiredReplicas: int | None = Field(default=None, description="Replicas the HPA asks for.")
+    fallback: bool = Field(
+        default=False, description="Scaling on CPU because the cluster serves no custom metrics."
+    )
+
+
 class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService; written only by the operator."""
 
@@ -249,6 +501,14 @@ class InferenceServiceStatus(ApiModel):
     architectures: list[ArchitectureStatus] = Field(
         default_factory=list,
         description="Serving pods per GPU architecture, including a retiring one during a switch.",
+        max_length=16,
+    )
+    canary: CanaryStatus | None = Field(
+        default=None, description="The engine-revision canary in progress or last judged."
+    )
+    autoscaling: list[AutoscalingStatus] = Field(
+        default_factory=list,
+        description="Each HorizontalPodAutoscaler: metric, target, current value, current/desired replicas.",
         max_length=16,
     )
 

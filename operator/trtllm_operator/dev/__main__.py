@@ -7,6 +7,7 @@ import sys
 
 import yaml
 
+from trtllm_operator.dev import addons
 from trtllm_operator.dev.cluster import ClusterError, LocalCluster
 from trtllm_operator.dev.fleet import fleet_nodes, generate_fleet, resolve_fleet
 
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         "--fleet", default="default", help="builtin fleet name (default, a100-only) or a fleet YAML"
     )
     cluster.add_argument(
-        "--addons", default="", help="comma-separated add-ons to start too (e.g. lws); see dev/addons"
+        "--addons", default="", help="also start these add-ons, comma-separated (metrics, lws)"
     )
     sub.add_parser("demo", help="the whole pass end to end on the local cluster (make demo)")
     fleet = sub.add_parser("fleet", help="print a fleet's Node objects as YAML")
@@ -40,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "up":
             local.up(resolve_fleet(args.fleet))
-            addons = [a.strip() for a in args.addons.split(",") if a.strip()]
-            if addons:
-                local.ensure_addons(*addons)
+            local.ensure_addons(*addons.parse(args.addons))
         elif args.action == "down":
             local.down()
         else:
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'healthy' if healthy else 'not running'}: {local.server} (KUBECONFIG={local.kubeconfig})"
             )
             return 0 if healthy else 1
-    except ClusterError as error:
+    except (ClusterError, ValueError) as error:
         print(f"cluster error: {error}", file=sys.stderr)
         return 1
     return 0

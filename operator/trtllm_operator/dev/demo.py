@@ -245,6 +245,9 @@ class Demo:
         )
         self.kubectl("get", "trtis", "-n", NAMESPACE)
         self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", "-l", "trtllm.dev/component=server")
+        from trtllm_operator.dev.demo_autoscaling import autoscaling_step
+
+        scaled = autoscaling_step(self, _say)
         _say("Done. The cluster keeps running:")
         print(
             f"  export KUBECONFIG={self.cluster.kubeconfig} PATH={self.bin}:$PATH\n"
@@ -256,6 +259,9 @@ class Demo:
             for n in ("llama-70b-fp8", "llama-8b-int8sq", "llama-8b-nvfp4")
             if (self.engine(n).get("status") or {}).get("phase") != "Ready"
         ]
+        if not scaled:
+            print("demo: autoscaling did not scale 1 -> 3 -> 1", file=sys.stderr)
+            return 1
         if failed or self.condition("coder-int4awq", "Stalled").get("reason") != "AccuracyRegression":
             print(f"demo did not reach its expected end state: {failed or 'coder-int4awq'}", file=sys.stderr)
             return 1

@@ -59,12 +59,20 @@ def _builder(
 class Authority:
     """A throwaway cluster CA that issues the serving and client certificates."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, reuse: bool = False) -> None:
+        """A new CA in ``directory``; ``reuse=True`` loads the one already there (add-ons issue their
+        certificates from the running cluster's CA)."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cert_path = directory / "ca.crt"
-        self._key = ec.generate_private_key(ec.SECP256R1())
         self._name = _name("trtllm-operator-local-ca")
+        if reuse:
+            loaded = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+                raise TypeError(f"{directory / 'ca.key'} is not the EC key this module writes")
+            self._key = loaded
+            return
+        self._key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             _builder(self._name, self._name, self._key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -94,6 +102,7 @@ class Authority:
         """A leaf certificate: server auth when ``hosts`` are given, client auth otherwise."""
         key = ec.generate_private_key(ec.SECP256R1())
         usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+
         builder = (
             _builder(_name(common, org), self._name, key.public_key())
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

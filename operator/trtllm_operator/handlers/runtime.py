@@ -91,6 +91,10 @@ def _refs_index(refs: Callable[[Obj], list[str]]) -> Callable[[Obj], list[str]]:
     return index
 
 
+#: Caches the operator does not wait for (it works without them, with less).
+OPTIONAL = frozenset({"apiservices"})
+
+
 @dataclass
 class Caches:
     engines: Informer
@@ -106,6 +110,10 @@ class Caches:
     leader_worker_sets: Informer
     #: The operator's own Secrets only (server-side label selector): multi-node SSH identities.
     secrets: Informer
+    #: Canary serving pods (track=canary): where the canary accuracy probe sends its prompts.
+    canary_pods: Informer
+    #: Optional: the operator runs without it (no RBAC, no aggregation layer) and autoscales on CPU.
+    apiservices: Informer
 
     def all(self) -> dict[str, Informer]:
         return {
@@ -120,10 +128,20 @@ class Caches:
             "namespaces": self.namespaces,
             "leaderworkersets": self.leader_worker_sets,
             "secrets": self.secrets,
+            "canary-pods": self.canary_pods,
+            "apiservices": self.apiservices,
         }
 
+    def pending(self) -> list[str]:
+        """Required caches that have not listed yet (the optional apiservices cache is not waited for)."""
+        return [name for name, inf in self.all().items() if name not in OPTIONAL and not inf.synced.is_set()]
+
     def synced(self) -> bool:
-        return all(informer.synced.is_set() for informer in self.all().values())
+        return not self.pending()
+
+    def apiservice_objects(self) -> list[Obj] | None:
+        """The APIServices, or None while that cache has not listed (unknown: reconcile/autoscaling.py)."""
+        return self.apiservices.objects() if self.apiservices.synced.is_set() else None
 
     def child(self, kind: str, namespace: str, name: str) -> Obj | None:
         informer = {
@@ -190,6 +208,12 @@ class Caches:
             secrets=informer(
                 "secrets", sources(k8s.SECRETS, f"{managed},{c.LABEL_COMPONENT}={c.COMPONENT_MPI_SSH}")
             ),
+            canary_pods=informer(
+                "canary-pods",
+                sources(k8s.PODS, f"{managed},{c.LABEL_TRACK}={c.TRACK_CANARY}"),
+                indexers={BY_SERVICE: _label_index(c.LABEL_SERVICE)},
+            ),
+            apiservices=informer("apiservices", [(kube.list_watch(k8s.APISERVICES, None), None)]),
         )
 
 

@@ -13,12 +13,16 @@ import structlog
 from trtllm_operator import k8s
 from trtllm_operator.api import constants as c
 from trtllm_operator.api.service import InferenceServiceStatus
+from trtllm_operator.handlers.canary import judgement_inputs
 from trtllm_operator.handlers.mpissh import create_identity
 from trtllm_operator.handlers.runtime import BY_LWS, BY_SERVICE, Key, Runtime, service_engine_refs
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 from trtllm_operator.render.mpissh import secret_name
 
 log = structlog.get_logger(__name__)
+
+#: Events that end a canary (reconcile/canary.py), counted in trtllm_operator_canary_outcomes_total.
+CANARY_OUTCOMES = frozenset({"CanaryPromoted", "CanaryRolledBack"})
 
 
 def reconcile(rt: Runtime, key: Key) -> float | None:
@@ -35,6 +39,7 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     lws = rt.caches.leader_worker_sets
     leader_worker_sets = {d["metadata"]["name"]: d for d in lws.by_index(BY_SERVICE, f"{namespace}/{name}")}
     meta = obj["metadata"]
+    now = datetime.now(UTC)
     obs = ServiceObservation(
         namespace,
         name,
@@ -49,8 +54,12 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         nodes=rt.nodes(),
         lws_installed=not lws.absent.is_set(),
         mpi_ssh_secret=rt.caches.secrets.get(namespace, secret_name(name)),
+        # Prometheus only when a canary judgement is due.
+        measured=judgement_inputs(rt, namespace, name, obj, now),
+        apiservices=rt.caches.apiservice_objects(),
+        hpas={h["metadata"]["name"]: h for h in rt.caches.hpas.objects(namespace)},
     )
-    decision = reconcile_service(obs, datetime.now(UTC))
+    decision = reconcile_service(obs, now)
     for child in decision.apply:
         child_meta = child["metadata"]
         cached = rt.caches.child(child["kind"], child_meta.get("namespace", namespace), child_meta["name"])
@@ -73,4 +82,6 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
         )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
-    return None
+        if event.reason in CANARY_OUTCOMES:  # counted once: the status that records it was written
+            rt.metrics.canaries.labels(outcome=event.reason).inc()
+    return decision.requeue_after  # a canary's judgement time

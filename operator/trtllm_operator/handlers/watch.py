@@ -8,7 +8,8 @@ Each handler maps one event to exactly the keys that depend on it (controller-ru
   waiting for one, in line order;
 - a Deployment, LeaderWorkerSet, Service or HPA -> the InferenceService that owns it;
 - a Node whose GPU facts changed -> the engines still looking for a place to build;
-- a Namespace that starts terminating -> its engines (their deletion skips the cleanup Job).
+- a Namespace that starts terminating -> its engines (their deletion skips the cleanup Job);
+- a custom.metrics.k8s.io APIService (appears, goes, changes availability) -> the autoscaled services.
 """
 
 from __future__ import annotations
@@ -142,6 +143,33 @@ def on_namespace(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> N
         rt.enqueue(c.ENGINE_KIND, namespace, str(_meta(engine).get("name") or ""))
 
 
+def _custom_metrics_state(obj: Obj | None) -> tuple[bool, str | None] | None:
+    """(group is custom metrics, Available status) of an APIService; None for any other group."""
+    spec = (obj or {}).get("spec")
+    if not isinstance(spec, dict) or spec.get("group") != "custom.metrics.k8s.io":
+        return None
+    status = (obj or {}).get("status")
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    available = next(
+        (x.get("status") for x in conditions or [] if isinstance(x, dict) and x.get("type") == "Available"),
+        None,
+    )
+    return True, available
+
+
+def on_apiservice(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> None:
+    """Custom metrics came or went: every InferenceService with spec.autoscaling re-plans its HPAs."""
+    before = None if type_ == "ADDED" else _custom_metrics_state(old)
+    after = None if type_ == "DELETED" else _custom_metrics_state(new)
+    if before == after or (before is None and after is None):
+        return
+    for service in rt.caches.services.objects():
+        spec = service.get("spec")
+        if isinstance(spec, dict) and spec.get("autoscaling"):
+            meta = _meta(service)
+            rt.enqueue(c.SERVICE_KIND, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
 def wire(rt: Runtime) -> None:
     """Register the handlers on the runtime's informers."""
     caches = rt.caches
@@ -158,3 +186,4 @@ def wire(rt: Runtime) -> None:
         informer.add_handler(bind(on_owned))
     caches.nodes.add_handler(bind(on_node))
     caches.namespaces.add_handler(bind(on_namespace))
+    caches.apiservices.add_handler(bind(on_apiservice))

@@ -15,7 +15,7 @@ others, ``Ready=False``, and Stalled or Reconciling depending on whether the mis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,10 +27,13 @@ from trtllm_operator.api.conditions import ConditionStatus, find, set_condition
 from trtllm_operator.api.engine import EngineStatus, TRTEngineSpec, TRTEngineStatus
 from trtllm_operator.api.service import ArchitectureStatus, InferenceServiceSpec, InferenceServiceStatus
 from trtllm_operator.gpu import GpuNodeFacts
+from trtllm_operator.reconcile import autoscaling
+from trtllm_operator.reconcile.canary import CanaryInputs, CanaryPlan, Measured, plan_canary
 from trtllm_operator.reconcile.engine import Event
 from trtllm_operator.reconcile.mpissh import SshProblem, ssh_identity
 from trtllm_operator.reconcile.multinode import GroupShape, ShapeProblem, lws_rollout, serving_shape
 from trtllm_operator.reconcile.trust import engine_status_problem
+from trtllm_operator.render.canary import CANARY_SUFFIX, render_canary
 from trtllm_operator.render.mpissh import SshIdentity
 from trtllm_operator.render.multinode import render_leader_worker_set
 from trtllm_operator.render.serving import (
@@ -55,6 +58,7 @@ class ServiceObservation:
     status: dict[str, Any]
     engines: dict[str, dict[str, Any] | None]  # engine name -> TRTEngine object (None: not found)
     deployments: dict[str, dict[str, Any]]  # deployment name -> Deployment object
+    _: KW_ONLY  # the optional observations below, by name (several branches add them)
     #: LeaderWorkerSet name -> object (multi-node engines; render/multinode.py)
     leader_worker_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: LeaderWorkerSet name -> its worker pods (LWS doesn't count their readiness: we do)
@@ -63,6 +67,11 @@ class ServiceObservation:
     lws_installed: bool = True  # the LeaderWorkerSet API is served (its CRD is installed)
     #: The cached SSH identity Secret <service>-mpi-ssh of multi-node groups (None: absent)
     mpi_ssh_secret: dict[str, Any] | None = None
+    #: Prometheus' answers (and the accuracy probe's), brought only when a canary judgement is due.
+    measured: Measured | None = None
+    #: APIServices from the cache (None: unreadable) and this service's HPAs by name (autoscaling.py).
+    apiservices: list[dict[str, Any]] | None = None
+    hpas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +82,7 @@ class ServiceDecision:
     events: list[Event] = field(default_factory=list)
     #: A multi-node group needs the SSH identity Secret and there is none: generate it (once)
     create_mpi_ssh_secret: bool = False
+    requeue_after: float | None = None  # seconds: a canary's judgement time
 
 
 @dataclass(frozen=True)
@@ -307,6 +317,12 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         else:
             blocked.append((reason, message))
     served, shapes = _multi_node(obs, served, blocked)
+    # Canaries are rendered as Deployments: a multi-node (LeaderWorkerSet) engine rolls without one.
+    canary_plan = _canary(obs, spec, [x for x in served if x.engine_name not in shapes], status, now)
+    promoted = served[0] if canary_plan.stable_engine is not None else None
+    # The stable Deployment keeps serving its revision during a canary.
+    if canary_plan.stable_engine is not None:
+        served = [replace(served[0], engine=canary_plan.stable_engine)]
     status.engines = _summary(refs, served)
     unvalidated = [s for s in served if not s.engine.validated]
     if unvalidated:
@@ -326,6 +342,8 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         status.conditions = [x for x in status.conditions if x.type != r.RUNTIME_VERSION_UNKNOWN]
     wanted_deployments = {deployment_name(obs.name, s.engine): s for s in served}
     multi = {n: shapes[s.engine_name] for n, s in wanted_deployments.items() if s.engine_name in shapes}
+    custom = autoscaling.custom_metrics(obs.apiservices)
+    scaling_rows, scaling_trouble = [], []
     for dep_name, s in wanted_deployments.items():
         if shape := multi.get(dep_name):
             identity = ssh_identity(obs.name, obs.mpi_ssh_secret)
@@ -346,12 +364,40 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
                     ssh=identity,
                 )
             )
-            continue  # no HPA for a LeaderWorkerSet yet (docs/serving.md)
+            if spec.autoscaling:  # no HPA for a LeaderWorkerSet yet (docs/serving.md): say so
+                scaling_trouble.append(
+                    f"{dep_name} is multi-node (a LeaderWorkerSet) and is not autoscaled yet: it runs "
+                    f"spec.replicas ({spec.replicas}) groups; remove spec.autoscaling or serve on one node"
+                )
+            continue
         decision.apply.append(
             render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
         )
         if spec.autoscaling:
-            decision.apply.append(render_hpa(owner, obs.namespace, dep_name, spec))
+            plan = autoscaling.plan_hpa(spec.autoscaling, s.spec, custom)
+            decision.apply.append(
+                render_hpa(
+                    owner, obs.namespace, dep_name, spec, plan.metrics, autoscaling.behavior(spec.autoscaling)
+                )
+            )
+            row, trouble = autoscaling.observe_hpa(dep_name, plan, obs.hpas.get(dep_name))
+            scaling_rows.append(row)
+            scaling_trouble += trouble
+    status.autoscaling = scaling_rows
+    if degraded := autoscaling.degraded_message(spec, scaling_rows, custom, scaling_trouble):
+        cond(r.AUTOSCALING_DEGRADED, "True", autoscaling.degraded_reason(scaling_rows), degraded)
+    else:
+        status.conditions = [x for x in status.conditions if x.type != r.AUTOSCALING_DEGRADED]
+    if canary_plan.canary_replicas and promoted is not None:
+        p = promoted
+        stable = render_deployment(owner, obs.namespace, obs.name, spec, p.engine_name, p.spec, p.engine)
+        decision.apply.append(render_canary(stable, canary_plan.canary_replicas))
+    if canary_plan.delete:
+        decision.delete.append(("Deployment", canary_plan.delete))
+    decision.events += canary_plan.events
+    decision.requeue_after = canary_plan.requeue_after
+    for type_, value, reason, message in canary_plan.conditions:
+        cond(type_, value, reason, message)
     if served:
         decision.apply.insert(0, render_service(owner, obs.namespace, obs.name, spec))
     status.selector = ",".join(f"{k}={v}" for k, v in selector_labels(obs.name).items())
@@ -405,7 +451,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     stale = [
         ("Deployment", n, d)
         for n, d in sorted(obs.deployments.items())
-        if n not in wanted_deployments or n in multi
+        if (n not in wanted_deployments or n in multi) and not n.endswith(CANARY_SUFFIX)
     ]
     stale += [
         (c.LWS_KIND, n, d)
@@ -415,7 +461,7 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     rolled_out = all(x[0] for x in results)
     retiring = [] if rolled_out else stale
     if rolled_out:
-        decision.delete = [(kind, n) for kind, n, _ in stale]
+        decision.delete += [(kind, n) for kind, n, _ in stale]
     status.architectures = _architectures(wanted_deployments, results, retiring, multi)
     status.replicas = sum(a.replicas for a in status.architectures)
     status.readyReplicas = sum(a.readyReplicas for a in status.architectures)
@@ -440,7 +486,59 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
         cond(r.STALLED, "False", r.DEPLOYMENT_PROGRESSING, summary)
     if blocked and not any(x[1] for x in results):
         _partially_served(status, blocked, served, cond)
+    if canary_plan.verdict != "none" and not any(x[1] for x in results):
+        _canary_verdict(canary_plan, cond)
     return decision
+
+
+def _canary(
+    obs: ServiceObservation,
+    spec: InferenceServiceSpec,
+    served: list[_Served],
+    status: InferenceServiceStatus,
+    now: datetime,
+) -> CanaryPlan:
+    """The canary's plan (reconcile/canary.py) for a one-engine service; status.canary follows it."""
+    if spec.engineRef is None or len(served) != 1:
+        return CanaryPlan(status=status.canary)
+    s = served[0]
+    name = deployment_name(obs.name, s.engine)
+    live = obs.deployments.get(name)
+    live_replicas = int((live or {}).get("spec", {}).get("replicas") or 1) if live else 1
+    plan = plan_canary(
+        CanaryInputs(
+            service=obs.name,
+            generation=obs.generation,
+            spec=spec.rollout.canary,
+            engine_name=s.engine_name,
+            engine_spec=s.spec,
+            promoted=s.engine,
+            stable_name=name,
+            stable=live,
+            canary=obs.deployments.get(name + CANARY_SUFFIX),
+            stable_replicas=live_replicas if spec.autoscaling else spec.replicas,
+            previous=status.canary,
+            measured=obs.measured,
+        ),
+        now,
+    )
+    status.canary = plan.status
+    return plan
+
+
+def _canary_verdict(plan: CanaryPlan, cond: Any) -> None:
+    """kstatus and Argo CD: a canary in progress is Reconciling (InProgress / Progressing); a rolled-back
+    one is Stalled (Failed / Degraded) until a newer revision or a spec change; the stable keeps serving
+    (Available stays as the rollout says)."""
+    if plan.verdict == "progressing":
+        reason = next((x[2] for x in plan.conditions if x[0] == r.CANARY), r.CANARY_BAKING)
+        cond(r.READY, "False", reason, plan.message)
+        cond(r.RECONCILING, "True", reason, plan.message)
+        cond(r.STALLED, "False", reason, plan.message)
+    elif plan.verdict == "rolled_back":
+        cond(r.READY, "False", r.CANARY_ROLLED_BACK, plan.message)
+        cond(r.RECONCILING, "False", r.CANARY_ROLLED_BACK, plan.message)
+        cond(r.STALLED, "True", r.CANARY_ROLLED_BACK, plan.message)
 
 
 def _cc_of(deployment: str) -> str:

@@ -106,7 +106,7 @@ def render_deployment(
     engine_claim, _ = _volume_path(engine.uri)
     _, model_claim = _tokenizer(engine_name, engine_spec)
     labels = {**selector_labels(service), c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_ENGINE: engine_name}
-    pod_labels = {**labels, c.LABEL_REVISION: str(engine.revision)}
+    pod_labels = {**labels, c.LABEL_REVISION: str(engine.revision), c.LABEL_TRACK: c.TRACK_STABLE}
     terms = [
         {"key": GFD.COMPUTE_MAJOR, "operator": "In", "values": [str(cc.major)]},
         {"key": GFD.COMPUTE_MINOR, "operator": "In", "values": [str(cc.minor)]},
@@ -149,8 +149,8 @@ def render_deployment(
             "metadata": {
                 "labels": pod_labels,
                 "annotations": {
-                    "trtllm.dev/engine-uri": engine.uri,
-                    "trtllm.dev/engine-sha256": engine.sha256,
+                    c.ANNOTATION_ENGINE_URI: engine.uri,
+                    c.ANNOTATION_ENGINE_SHA: engine.sha256,
                 },
             },
             "spec": {
@@ -224,10 +224,38 @@ def render_service(
 
 
 def render_hpa(
-    owner: dict[str, Any], namespace: str, deployment: str, svc: InferenceServiceSpec
+    owner: dict[str, Any],
+    namespace: str,
+    deployment: str,
+    svc: InferenceServiceSpec,
+    metrics: list[dict[str, Any]] | None = None,
+    behavior: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """autoscaling/v2 HPA of one Deployment: ``metrics`` (reconcile/autoscaling.py plan_hpa; CPU
+    utilization when None) and ``behavior`` (the stabilization windows)."""
     scaling = svc.autoscaling
     assert scaling is not None
+    if metrics is None:
+        metrics = [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {
+                        "type": "Utilization",
+                        "averageUtilization": scaling.targetCPUUtilizationPercentage or 80,
+                    },
+                },
+            }
+        ]
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "minReplicas": max(1, scaling.minReplicas),
+        "maxReplicas": scaling.maxReplicas,
+        "metrics": metrics,
+    }
+    if behavior is not None:
+        spec["behavior"] = behavior
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -237,21 +265,5 @@ def render_hpa(
             "labels": {c.LABEL_MANAGED_BY: c.MANAGED_BY},
             "ownerReferences": [owner],
         },
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-            "minReplicas": max(1, scaling.minReplicas),
-            "maxReplicas": scaling.maxReplicas,
-            "metrics": [
-                {
-                    "type": "Resource",
-                    "resource": {
-                        "name": "cpu",
-                        "target": {
-                            "type": "Utilization",
-                            "averageUtilization": scaling.targetCPUUtilizationPercentage or 80,
-                        },
-                    },
-                }
-            ],
-        },
+        "spec": spec,
     }

@@ -1,8 +1,10 @@
-"""Optional ecosystem parts of the local cluster, started on request (never by a plain ``cluster up``).
+"""Cluster add-ons: ecosystem parts the local cluster starts only on request.
 
-Each add-on is a module here with ``start(cluster)``, ``stop(cluster, quiet)`` and
-``running(cluster) -> bool``; ``LocalCluster.ensure_addons(...)`` starts the ones not running and
-waits until they are usable, ``LocalCluster.down`` stops them all.
+``LocalCluster.ensure_addons("metrics", "lws")`` (or ``cluster up --addons metrics,lws``) starts the
+named ones; ``cluster down`` stops every add-on that runs. Each add-on is a module here with three
+functions: ``start(cluster)`` (start it and wait until it is usable; raise ``ClusterError`` with the log
+tail when it can't), ``stop(cluster, quiet)`` (stop exactly the processes it started) and
+``running(cluster) -> bool``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import TYPE_CHECKING, Protocol, cast
 if TYPE_CHECKING:
     from trtllm_operator.dev.cluster import LocalCluster
 
-#: name -> module (under trtllm_operator.dev.addons)
-ADDONS: dict[str, str] = {"lws": "trtllm_operator.dev.addons.lws"}
+#: name -> module under trtllm_operator.dev.addons
+REGISTRY: dict[str, str] = {
+    "metrics": "trtllm_operator.dev.addons.metrics",
+    "lws": "trtllm_operator.dev.addons.lws",
+}
 
 
 class Addon(Protocol):
@@ -24,9 +29,26 @@ class Addon(Protocol):
     def running(self, cluster: LocalCluster) -> bool: ...
 
 
-def addon(name: str) -> Addon:
-    """The add-on module called ``name``; KeyError names the known ones."""
-    if name not in ADDONS:
-        raise KeyError(f"unknown cluster add-on {name!r}; known: {', '.join(sorted(ADDONS))}")
-    module: ModuleType = importlib.import_module(ADDONS[name])
-    return cast(Addon, module)
+def names() -> list[str]:
+    """Add-ons whose module is present on this branch."""
+    return [name for name in REGISTRY if _find(name) is not None]
+
+
+def _find(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(REGISTRY[name])
+    except ModuleNotFoundError:
+        return None
+
+
+def get(name: str) -> Addon:
+    """The add-on called ``name``; ValueError names the known ones."""
+    module = _find(name) if name in REGISTRY else None
+    if module is None:
+        raise ValueError(f"unknown cluster add-on {name!r}; known: {', '.join(names())}")
+    return cast("Addon", module)
+
+
+def parse(text: str | None) -> list[str]:
+    """'metrics,lws' -> ['metrics', 'lws'] (blank entries dropped)."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]

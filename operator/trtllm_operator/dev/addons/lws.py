@@ -130,10 +130,12 @@ def start(cluster: LocalCluster) -> None:
     from trtllm_operator.dev.cluster import ClusterError
 
     cluster.stop_process(NAME, quiet=True)  # a half-installed add-on starts over
-    bin_dir = cluster.binaries()
+    bin_dir = cluster.binaries("lws")
     crds = bin_dir / "lws-crds"
     if not (bin_dir / NAME).exists() or not crds.is_dir():
-        raise ClusterError(f"lws add-on: {bin_dir / NAME} or {crds} missing: run hack/build-binaries.sh lws")
+        raise ClusterError(
+            f"lws add-on: {bin_dir / NAME} or {crds} missing: run hack/build-binaries.sh --addons lws"
+        )
     webhook_port, health_port = _ports()
     home = _dir(cluster)
     home.mkdir(parents=True, exist_ok=True)

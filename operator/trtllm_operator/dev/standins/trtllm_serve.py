@@ -152,6 +152,11 @@ class Metrics:
         self.waiting = Gauge("trtllm_num_requests_waiting", "Number of queued requests", labels, registry=r)
         self.kv = Gauge("trtllm_kv_cache_utilization", "KV cache utilization", labels, registry=r)
         self.max_batch = Gauge("trtllm_max_batch_size_static", "Static max batch size", labels, registry=r)
+        #: Not a TensorRT-LLM metric: the stand-in says it is one, so whoever reads its numbers (the
+        #: canary judgement) can label them simulated, as trtllm-bench's stand-in report does.
+        help_ = "1: this server is the simulation's stand-in trtllm-serve"
+        self.simulated = Gauge("trtllm_sim_standin", help_, labels, registry=r)
+        self.simulated.labels(**self.values).set(1)
 
 
 @dataclass
