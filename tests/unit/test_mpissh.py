@@ -303,3 +303,14 @@ def test_the_handler_creates_the_secret_once_then_applies_the_group_and_never_lo
     calls = kube.take()
     assert not [x for x in calls if x[:2] == ("create", "Secret")]  # never regenerated
     assert ("apply", c.LWS_KIND, "chat-sm90") in calls
+
+
+def test_a_secret_of_that_name_that_is_not_ours_is_reported_not_overwritten() -> None:
+    from tests.unit.test_handlers import NS, runtime
+    from trtllm_operator.handlers.mpissh import create_identity
+
+    rt, kube = runtime()
+    kube.create = lambda obj: False  # type: ignore[method-assign]  # the API server's 409
+    service = {"metadata": {"name": "chat", "namespace": NS, "uid": "uid-chat"}}
+    create_identity(rt, service)
+    assert kube.take() == [("event", "chat", "MpiSshSecretExists")]

@@ -63,3 +63,13 @@ def create_identity(rt: Runtime, obj: dict[str, Any]) -> None:
             f"generated the multi-node group's SSH identity, Secret {secret_name(service)} "
             "(delete it to rotate the keys: the groups then restart with new ones)",
         )
+    else:  # 409: ours, not in the cache yet (it comes with the next watch event), or someone else's
+        rt.kube.post_event(
+            obj,
+            "Warning",
+            "MpiSshSecretExists",
+            f"Secret {secret_name(service)} already exists but is not in the operator's cache yet; "
+            f"if it lacks the labels {c.LABEL_MANAGED_BY}={c.MANAGED_BY}, "
+            f"{c.LABEL_COMPONENT}={c.COMPONENT_MPI_SSH} it is not the operator's: delete it and a new "
+            "SSH identity is generated",
+        )
