@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from trtllm_operator.api import constants as c
 from trtllm_operator.api import reasons as r
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
 
@@ -165,6 +166,21 @@ def test_one_deployment_per_architecture_behind_one_service() -> None:
     )
     names = [o["metadata"]["name"] for o in decision.apply]
     assert names == ["chat", "chat-sm90", "chat-sm80"]
+
+
+def test_two_engines_of_one_architecture_never_share_a_deployment() -> None:
+    """The second would overwrite the first's Deployment: it is refused, naming both and the fix."""
+    spec = {"engineRefs": [{"name": "h100"}, {"name": "h100-b"}]}
+    engines = {"h100": engine(cc="9.0", name="h100"), "h100-b": engine(cc="9.0", name="h100-b")}
+    decision = reconcile_service(observe(spec, engines, {"chat-sm90": deployment("chat-sm90", 1, 1)}), NOW)
+    deployments = [o for o in decision.apply if o["kind"] == "Deployment"]
+    assert [d["metadata"]["labels"][c.LABEL_ENGINE] for d in deployments] == ["h100"]
+    assert cond(decision, r.DEGRADED)[:2] == ("True", r.PARTIALLY_SERVED)
+    message = cond(decision, r.DEGRADED)[2]
+    assert "h100-b is built for compute capability 9.0, like h100" in message
+    assert "one engine per GPU architecture" in message
+    assert cond(decision, r.STALLED)[0] == "True"  # can't resolve by itself
+    assert decision.status.engines == "h100 r1, h100-b (not served)"
 
 
 def test_autoscaling_leaves_replicas_to_the_hpa() -> None:

@@ -158,6 +158,7 @@ TERMINAL = frozenset(
         r.LEADER_WORKER_SET_MISSING,
         r.NO_MULTI_NODE_SPLIT,
         r.MPI_SSH_SECRET_INVALID,
+        r.DUPLICATE_ARCHITECTURE,
     }
 )
 
@@ -310,8 +311,18 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     }
     served, blocked = [], []
     refs = _engine_refs(spec)
+    by_deployment: dict[str, str] = {}
     for name in refs:
         ok, reason, message = _servable(name, obs.engines.get(name), spec)
+        if ok and (first := by_deployment.setdefault(deployment_name(obs.name, ok.engine), name)) != name:
+            # One Deployment per architecture: a second engine built for the same one would overwrite it.
+            ok, reason, message = (
+                None,
+                r.DUPLICATE_ARCHITECTURE,
+                f"TRTEngine {name} is built for compute capability {ok.engine.computeCapability}, like "
+                f"{first} listed before it: spec.engineRefs takes one engine per GPU architecture; remove "
+                f"one of them (or serve the other in its own InferenceService)",
+            )
         if ok:
             served.append(ok)
         else:
