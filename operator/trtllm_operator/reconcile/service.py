@@ -314,15 +314,17 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
     by_deployment: dict[str, str] = {}
     for name in refs:
         ok, reason, message = _servable(name, obs.engines.get(name), spec)
-        if ok and (first := by_deployment.setdefault(deployment_name(obs.name, ok.engine), name)) != name:
-            # One Deployment per architecture: a second engine built for the same one would overwrite it.
-            ok, reason, message = (
-                None,
-                r.DUPLICATE_ARCHITECTURE,
-                f"TRTEngine {name} is built for compute capability {ok.engine.computeCapability}, like "
-                f"{first} listed before it: spec.engineRefs takes one engine per GPU architecture; remove "
-                f"one of them (or serve the other in its own InferenceService)",
-            )
+        if ok is not None:
+            earlier = by_deployment.setdefault(deployment_name(obs.name, ok.engine), name)
+            if earlier != name:
+                # One Deployment per architecture: a second engine built for it would overwrite it.
+                reason = r.DUPLICATE_ARCHITECTURE
+                message = (
+                    f"TRTEngine {name} is built for compute capability {ok.engine.computeCapability}, like "
+                    f"{earlier} listed before it: spec.engineRefs takes one engine per GPU architecture; "
+                    f"remove one of them (or serve the other in its own InferenceService)"
+                )
+                ok = None
         if ok:
             served.append(ok)
         else:
