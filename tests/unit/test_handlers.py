@@ -571,6 +571,23 @@ def test_a_terminating_namespace_wakes_its_engines_once() -> None:
     assert drain(rt) == []
 
 
+def test_a_changed_pod_security_level_wakes_the_namespaces_engines_and_other_labels_do_not() -> None:
+    rt, _ = runtime()
+    rt.caches.engines.upsert(engine("a"))
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    namespace = {"kind": "Namespace", "metadata": {"name": NS, "resourceVersion": "1", "labels": labels}}
+    rt.caches.namespaces.upsert(namespace)
+    drain(rt)
+    relabelled = copy.deepcopy(namespace)
+    relabelled["metadata"].update(resourceVersion="2", labels={**labels, "team": "llm"})
+    rt.caches.namespaces.upsert(relabelled)
+    assert drain(rt) == []
+    relaxed = copy.deepcopy(relabelled)
+    relaxed["metadata"].update(resourceVersion="3", labels={"team": "llm"})
+    rt.caches.namespaces.upsert(relaxed)
+    assert drain(rt) == [ekey("a")]
+
+
 def test_a_deleted_engine_gives_its_slot_to_the_next_in_line() -> None:
     rt, kube = runtime(limit=1)
     for name in ("a", "b"):
