@@ -18,7 +18,7 @@ from tests.integration.test_validation_and_serving import BENCH_GATE, Services, 
 from tests.support import Engines, Kube, OperatorProcess, endpoint_fetch, engine_manifest, wait_for
 from trtllm_operator.dev.addons import metrics
 from trtllm_operator.dev.cluster import LocalCluster
-from trtllm_operator.dev.load import Load
+from trtllm_operator.dev.load import Load, mapping_file
 
 pytestmark = pytest.mark.cluster
 
@@ -59,7 +59,7 @@ def replicas(kube: Kube, namespace: str) -> int:
 def chat_load(cluster: LocalCluster, kube: Kube, namespace: str) -> Load:
     """Twelve clients keeping requests in flight through the "chat" Service's ready endpoints."""
     fetch = endpoint_fetch(kube, namespace, "chat")
-    mapping = cluster.state_dir / "serving-endpoints.json"
+    mapping = mapping_file(cluster.state_dir)
     return Load(fetch, mapping, model="chat", threads=12, prompt="Hello " * 16, max_tokens=400)
 
 

@@ -24,7 +24,7 @@ from tests.integration.test_validation_and_serving import BENCH_GATE, Services, 
 from tests.support import Engines, Kube, OperatorProcess, endpoint_fetch, wait_for
 from tests.unit.test_argocd_health import run_health, script_of
 from trtllm_operator.dev.cluster import LocalCluster
-from trtllm_operator.dev.load import Load
+from trtllm_operator.dev.load import Load, mapping_file
 
 pytestmark = pytest.mark.cluster
 BAKE = 20
@@ -48,7 +48,7 @@ def canary_operator(
         "TRTLLM_RENEW_DEADLINE_SECONDS": "3",
         "TRTLLM_RETRY_PERIOD_SECONDS": "0.5",
         "TRTLLM_PROMETHEUS_URL": metrics_cluster.prometheus_url,
-        "TRTLLM_SIM_ENDPOINTS_FILE": str(metrics_cluster.state_dir / "serving-endpoints.json"),
+        "TRTLLM_SIM_ENDPOINTS_FILE": str(mapping_file(metrics_cluster.state_dir)),
     }
     log = tmp_path / "operator.log"
     process = OperatorProcess(metrics_cluster.kubeconfig, namespace, log, env).start()
@@ -61,7 +61,7 @@ def canary_operator(
 def chat_load(cluster: LocalCluster, kube: Kube, namespace: str) -> Load:
     """Three clients through the "chat" Service's ready endpoints, counted per track."""
     fetch = endpoint_fetch(kube, namespace, "chat")
-    return Load(fetch, cluster.state_dir / "serving-endpoints.json", model="chat", threads=3, timeout=30)
+    return Load(fetch, mapping_file(cluster.state_dir), model="chat", threads=3, timeout=30)
 
 
 def canary_status(services: Services, name: str = "chat") -> dict[str, Any]:

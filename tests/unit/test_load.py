@@ -123,7 +123,9 @@ def test_load_counts_successes_and_failures_per_track_and_pod(tmp_path: Path) ->
     try:
         load = Load(lambda: (slices, pods), tmp_path / "map.json", model="m", threads=2)
         with load:
-            while load.ok["stable"] < 5 or load.failed["canary"] < 5:
+            for _ in range(1200):  # a generous bound (60 s), so a broken count fails instead of hanging
+                if load.ok["stable"] >= 5 and load.failed["canary"] >= 5:
+                    break
                 load.stop.wait(0.05)
     finally:
         for server in servers:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trtllm_operator.dev.cluster import ClusterError
-from trtllm_operator.dev.load import Load, kubectl_fetch
+from trtllm_operator.dev.load import Load, kubectl_fetch, mapping_file
 
 if TYPE_CHECKING:
     from trtllm_operator.dev.demo import Demo
@@ -81,7 +81,7 @@ def autoscaling_step(demo: Demo, say: Callable[[str], None]) -> bool:
         return demo.kubectl(*args, show=False, check=False).stdout
 
     fetch = kubectl_fetch(kubectl, NAMESPACE, SERVICE)
-    mapping = demo.cluster.state_dir / "serving-endpoints.json"
+    mapping = mapping_file(demo.cluster.state_dir)
     load = Load(
         fetch, mapping, model=MODEL, threads=12, prompt="Hello " * 16, max_tokens=400, refresh_seconds=2
     )

@@ -24,6 +24,8 @@ from typing import Any
 
 import structlog
 
+from trtllm_operator.dev.executor import ENDPOINTS_FILE
+
 log = structlog.get_logger(__name__)
 TRACK_LABEL = "trtllm.dev/track"
 SERVICE_LABEL = "trtllm.dev/inference-service"
@@ -79,6 +81,11 @@ def ready_targets(slices: Iterable[Any], pods: Iterable[Any], mapping: Mapping[s
                 if isinstance(loopback, str) and loopback:
                     found.add(Target(loopback, key, pod, tracks.get(pod, "stable")))
     return sorted(found)
+
+
+def mapping_file(state_dir: Path) -> Path:
+    """Where the sim executor writes its ``podIP:port`` -> loopback map (.cluster/serving-endpoints.json)."""
+    return state_dir / ENDPOINTS_FILE
 
 
 def read_mapping(path: Path) -> dict[str, str]:
