@@ -243,3 +243,37 @@ def test_a_slower_canary_is_rolled_back_on_its_p95_latency(
     assert "maxP95LatencyRatio 1.5" in rolled["message"]
     assert "> maxErrorRate" not in rolled["message"]  # slow, not failing
     assert deployment_revision(kube, engines.namespace, "chat-sm100") == "1"
+
+
+def test_a_second_canary_after_a_promotion_bakes_its_own_window(
+    metrics_cluster: LocalCluster,
+    kube: Kube,
+    engines: Engines,
+    canary_operator: OperatorProcess,
+) -> None:
+    """Revision 2 is promoted, then revision 3 (failing half its requests) gets a canary of its own: the
+    first canary's bakingSince/judgeAt are gone from status (a merge patch keeps what it does not mention),
+    so it bakes its full window and is judged once, with data, not at once with none."""
+    services = Services(kube, engines.namespace)
+    serving_engine(engines)
+    services.create(canary_service(maxErrorRate=0.1))
+    services.wait("chat", "Ready", "True", timeout=120)
+    with chat_load(metrics_cluster, kube, engines.namespace):
+        start_revision_2(engines, {"errorRate": 0.5, "revisions": [3]})
+        wait_for(lambda: canary_status(services).get("phase") == "Promoted", 420, what="revision 2 promoted")
+        wait_for(lambda: deployment_names(kube, engines.namespace) == {"chat-sm100"}, 60, what="canary gone")
+        services.wait("chat", "Ready", "True", timeout=120)
+        engines.patch_spec("fast", {"calibration": {"size": 64}})
+
+        def rolled_back() -> bool:
+            canary = canary_status(services)
+            return canary.get("revision") == 3 and canary.get("phase") == "RolledBack"
+
+        wait_for(rolled_back, 420, interval=1.0, what="revision 3 rolled back")
+    canary = canary_status(services)
+    assert canary["baselineRevision"] == 2
+    assert canary["deferrals"] == 0
+    assert canary["canary"]["requests"] >= 10
+    assert canary["canary"]["errorRate"] > 0.1
+    assert deployment_revision(kube, engines.namespace, "chat-sm100") == "2"
+    assert canary_operator.output().count("canary measured") == 2  # once per canary
