@@ -284,3 +284,19 @@ class Engines:
             if error.status != 409:
                 raise
             self.kube.core.replace_namespaced_config_map("trtllm-sim", self.namespace, body)
+
+
+def endpoint_fetch(kube: Kube, namespace: str, service: str) -> Callable[[], tuple[list[Any], list[Any]]]:
+    """A ``fetch`` for trtllm_operator.dev.load.Load: the Service's EndpointSlices and pods as API JSON."""
+
+    def fetch() -> tuple[list[Any], list[Any]]:
+        slices = client.DiscoveryV1Api(kube.api).list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        pods = kube.core.list_namespaced_pod(
+            namespace, label_selector=f"trtllm.dev/inference-service={service}"
+        )
+        serialize = kube.api.sanitize_for_serialization
+        return serialize(slices.items), serialize(pods.items)
+
+    return fetch

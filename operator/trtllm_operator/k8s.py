@@ -151,6 +151,20 @@ def _count_requests(api: client.ApiClient, observe: RequestObserver) -> None:
     setattr(rest, "request", counted)  # noqa: B010 - mypy forbids assigning to a method
 
 
+def merge_patch_to(stored: Any, wanted: Mapping[str, Any]) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns ``stored`` into ``wanted``: ``wanted`` plus ``null`` for
+    every key ``stored`` has and ``wanted`` has not, in nested objects too. A merge patch keeps what it
+    does not mention, so a status field that became unset (written with ``exclude_none``) would otherwise
+    stay behind, e.g. a finished canary's ``bakingSince`` read back by the next canary."""
+    old = stored if isinstance(stored, Mapping) else {}
+    patch: Obj = {k: None for k in old if k not in wanted}
+    for key, value in wanted.items():
+        before = old.get(key)
+        nested = isinstance(value, Mapping) and isinstance(before, Mapping)
+        patch[key] = merge_patch_to(before, value) if nested else value
+    return patch
+
+
 def rendered_hash(obj: Mapping[str, Any]) -> str:
     """A stable digest of a rendered child (without our own hash annotation)."""
     meta = dict(obj.get("metadata") or {})

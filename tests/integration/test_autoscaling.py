@@ -7,19 +7,18 @@ trtllm-serve queues requests once its batch is full) and the loopback addresses 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import openai
 import pytest
 from kubernetes import client
 
-from tests.integration.test_serving_endpoints import loopback, ready_endpoints
+from tests.integration.test_serving_endpoints import ready_endpoints
 from tests.integration.test_validation_and_serving import BENCH_GATE, Services, _bench, _service
-from tests.support import Engines, Kube, OperatorProcess, engine_manifest, wait_for
+from tests.support import Engines, Kube, OperatorProcess, endpoint_fetch, engine_manifest, wait_for
 from trtllm_operator.dev.addons import metrics
 from trtllm_operator.dev.cluster import LocalCluster
+from trtllm_operator.dev.load import Load, mapping_file
 
 pytestmark = pytest.mark.cluster
 
@@ -57,41 +56,11 @@ def replicas(kube: Kube, namespace: str) -> int:
     return int(kube.apps.read_namespaced_deployment("chat-sm100", namespace).spec.replicas or 0)
 
 
-class Load:
-    """Threads that keep requests in flight through the Service's ready endpoints (round robin)."""
-
-    def __init__(self, cluster: LocalCluster, kube: Kube, namespace: str, threads: int) -> None:
-        self.cluster, self.kube, self.namespace = cluster, kube, namespace
-        self.stop = threading.Event()
-        self.completed = 0
-        self.errors: list[str] = []
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-    def _run(self, index: int) -> None:
-        turn = index
-        while not self.stop.is_set():
-            targets = ready_endpoints(self.kube, self.namespace, "chat")
-            address = loopback(self.cluster, targets[turn % len(targets)]) if targets else None
-            turn += 1
-            if address is None:
-                self.stop.wait(0.2)
-                continue
-            api = openai.OpenAI(base_url=f"http://{address}/v1", api_key="unused", max_retries=0, timeout=60)
-            try:
-                api.completions.create(model="chat", prompt="Hello " * 16, max_tokens=400)
-                self.completed += 1
-            except openai.OpenAIError as error:  # a pod going away mid-request: try another
-                self.errors.append(str(error))
+def chat_load(cluster: LocalCluster, kube: Kube, namespace: str) -> Load:
+    """Twelve clients keeping requests in flight through the "chat" Service's ready endpoints."""
+    fetch = endpoint_fetch(kube, namespace, "chat")
+    mapping = mapping_file(cluster.state_dir)
+    return Load(fetch, mapping, model="chat", threads=12, prompt="Hello " * 16, max_tokens=400)
 
 
 def test_load_scales_replicas_up_and_back_down(
@@ -119,7 +88,7 @@ def test_load_scales_replicas_up_and_back_down(
     # Until the adapter has seen the new pod's series the HPA may say ScalingActive=False; not now.
     wait_for(lambda: not services.condition("chat", "AutoscalingDegraded"), 60, what="no AutoscalingDegraded")
     assert replicas(kube, engines.namespace) == 1
-    with Load(metrics_cluster, kube, engines.namespace, threads=12) as load:
+    with chat_load(metrics_cluster, kube, engines.namespace) as load:
         wait_for(lambda: replicas(kube, engines.namespace) == 3, 240, what="3 replicas under load")
         services.wait("chat", "Ready", "True", timeout=120)
         wait_for(lambda: len(ready_endpoints(kube, engines.namespace, "chat")) == 3, 60, what="3 endpoints")

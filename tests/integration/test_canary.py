@@ -11,23 +11,20 @@ the pods as kube-proxy would.
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from tests.integration.test_gitops_and_least_privilege import kstatus
-from tests.integration.test_serving_endpoints import loopback, serving_engine
+from tests.integration.test_serving_endpoints import serving_engine
 from tests.integration.test_validation_and_serving import BENCH_GATE, Services, _bench, _service
-from tests.support import Engines, Kube, OperatorProcess, wait_for
+from tests.support import Engines, Kube, OperatorProcess, endpoint_fetch, wait_for
 from tests.unit.test_argocd_health import run_health, script_of
 from trtllm_operator.dev.cluster import LocalCluster
+from trtllm_operator.dev.load import Load, mapping_file
 
 pytestmark = pytest.mark.cluster
 BAKE = 20
@@ -51,7 +48,7 @@ def canary_operator(
         "TRTLLM_RENEW_DEADLINE_SECONDS": "3",
         "TRTLLM_RETRY_PERIOD_SECONDS": "0.5",
         "TRTLLM_PROMETHEUS_URL": metrics_cluster.prometheus_url,
-        "TRTLLM_SIM_ENDPOINTS_FILE": str(metrics_cluster.state_dir / "serving-endpoints.json"),
+        "TRTLLM_SIM_ENDPOINTS_FILE": str(mapping_file(metrics_cluster.state_dir)),
     }
     log = tmp_path / "operator.log"
     process = OperatorProcess(metrics_cluster.kubeconfig, namespace, log, env).start()
@@ -61,90 +58,10 @@ def canary_operator(
         print(f"--- operator log ({process.log}) ---\n{process.output()[-20000:]}")
 
 
-class Load:
-    """Threads sending completions round-robin over the Service's ready endpoints, counted per track."""
-
-    def __init__(self, cluster: LocalCluster, kube: Kube, namespace: str, service: str, model: str) -> None:
-        self.cluster, self.kube, self.namespace, self.service, self.model = (
-            cluster, kube, namespace, service, model,
-        )  # fmt: skip
-        self.ok = {"stable": 0, "canary": 0}
-        self.failed = {"stable": 0, "canary": 0}
-        self.stable_failures: list[str] = []
-        self.targets: list[tuple[str, str]] = []  # (loopback address, track)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._send, args=(i,), daemon=True) for i in range(3)]
-        self.threads.append(threading.Thread(target=self._refresh, daemon=True))
-
-    def __enter__(self) -> Load:
-        self._targets_now()
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
-    def _targets_now(self) -> None:
-        slices = client.DiscoveryV1Api(self.kube.api).list_namespaced_endpoint_slice(
-            self.namespace, label_selector=f"kubernetes.io/service-name={self.service}"
-        )
-        pods = {
-            p.metadata.name: p.metadata.labels or {}
-            for p in self.kube.core.list_namespaced_pod(
-                self.namespace, label_selector=f"trtllm.dev/inference-service={self.service}"
-            ).items
-        }
-        targets = []
-        for item in slices.items:
-            port = next((p.port for p in item.ports or [] if p.name == "http"), None)
-            for endpoint in item.endpoints or []:
-                ready = endpoint.conditions and endpoint.conditions.ready
-                ref = endpoint.target_ref.name if endpoint.target_ref else ""
-                if not ready or not port or ref not in pods:
-                    continue
-                for address in endpoint.addresses:
-                    mapped = loopback(self.cluster, f"{address}:{port}")
-                    if mapped:
-                        targets.append((mapped, pods[ref].get("trtllm.dev/track", "")))
-        with self.lock:
-            self.targets = sorted(targets)
-
-    def _refresh(self) -> None:
-        while not self.stop.wait(1.0):
-            try:
-                self._targets_now()
-            except Exception:
-                continue
-
-    def _send(self, index: int) -> None:
-        turn = index
-        while not self.stop.is_set():
-            with self.lock:
-                targets = list(self.targets)
-            if not targets:
-                time.sleep(0.2)
-                continue
-            address, track = targets[turn % len(targets)]
-            turn += 1
-            body = json.dumps({"model": self.model, "prompt": "Hello there", "max_tokens": 8}).encode()
-            request = urllib.request.Request(
-                f"http://{address}/v1/completions", data=body, headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as reply:
-                    reply.read()
-                good, why = True, ""
-            except (urllib.error.URLError, OSError) as error:
-                good, why = False, str(error)
-            with self.lock:
-                bucket = self.ok if good else self.failed
-                bucket[track or "stable"] = bucket.get(track or "stable", 0) + 1
-                if not good and track != "canary":
-                    self.stable_failures.append(f"{address}: {why}")
+def chat_load(cluster: LocalCluster, kube: Kube, namespace: str) -> Load:
+    """Three clients through the "chat" Service's ready endpoints, counted per track."""
+    fetch = endpoint_fetch(kube, namespace, "chat")
+    return Load(fetch, mapping_file(cluster.state_dir), model="chat", threads=3, timeout=30)
 
 
 def canary_status(services: Services, name: str = "chat") -> dict[str, Any]:
@@ -193,7 +110,7 @@ def test_an_erroring_canary_is_rolled_back_and_the_stable_keeps_serving(
     services.create(canary_service(maxErrorRate=0.1, maxP95LatencyRatio=3.0))
     services.wait("chat", "Ready", "True", timeout=120)
     seen: dict[str, Any] = {}
-    with Load(metrics_cluster, kube, engines.namespace, "chat", "chat") as load:
+    with chat_load(metrics_cluster, kube, engines.namespace) as load:
         start_revision_2(engines, {"errorRate": 0.5, "revisions": [2]})
 
         def rolled_back() -> bool:
@@ -268,7 +185,7 @@ def test_a_healthy_canary_is_promoted_and_the_stable_serves_revision_2(
     services.create(body)
     services.wait("chat", "Ready", "True", timeout=120)
     seen: dict[str, Any] = {}
-    with Load(metrics_cluster, kube, engines.namespace, "chat", "chat"):
+    with chat_load(metrics_cluster, kube, engines.namespace):
         start_revision_2(engines, {})
 
         def promoted() -> bool:
@@ -308,7 +225,7 @@ def test_a_slower_canary_is_rolled_back_on_its_p95_latency(
     serving_engine(engines)
     services.create(canary_service(maxErrorRate=0.1, maxP95LatencyRatio=1.5))
     services.wait("chat", "Ready", "True", timeout=120)
-    with Load(metrics_cluster, kube, engines.namespace, "chat", "chat") as load:
+    with chat_load(metrics_cluster, kube, engines.namespace) as load:
         start_revision_2(engines, {"slowdown": 6, "revisions": [2]})
 
         def rolled_back() -> bool:
@@ -326,3 +243,37 @@ def test_a_slower_canary_is_rolled_back_on_its_p95_latency(
     assert "maxP95LatencyRatio 1.5" in rolled["message"]
     assert "> maxErrorRate" not in rolled["message"]  # slow, not failing
     assert deployment_revision(kube, engines.namespace, "chat-sm100") == "1"
+
+
+def test_a_second_canary_after_a_promotion_bakes_its_own_window(
+    metrics_cluster: LocalCluster,
+    kube: Kube,
+    engines: Engines,
+    canary_operator: OperatorProcess,
+) -> None:
+    """Revision 2 is promoted, then revision 3 (failing half its requests) gets a canary of its own: the
+    first canary's bakingSince/judgeAt are gone from status (a merge patch keeps what it does not mention),
+    so it bakes its full window and is judged once, with data, not at once with none."""
+    services = Services(kube, engines.namespace)
+    serving_engine(engines)
+    services.create(canary_service(maxErrorRate=0.1))
+    services.wait("chat", "Ready", "True", timeout=120)
+    with chat_load(metrics_cluster, kube, engines.namespace):
+        start_revision_2(engines, {"errorRate": 0.5, "revisions": [3]})
+        wait_for(lambda: canary_status(services).get("phase") == "Promoted", 420, what="revision 2 promoted")
+        wait_for(lambda: deployment_names(kube, engines.namespace) == {"chat-sm100"}, 60, what="canary gone")
+        services.wait("chat", "Ready", "True", timeout=120)
+        engines.patch_spec("fast", {"calibration": {"size": 64}})
+
+        def rolled_back() -> bool:
+            canary = canary_status(services)
+            return canary.get("revision") == 3 and canary.get("phase") == "RolledBack"
+
+        wait_for(rolled_back, 420, interval=1.0, what="revision 3 rolled back")
+    canary = canary_status(services)
+    assert canary["baselineRevision"] == 2
+    assert canary["deferrals"] == 0
+    assert canary["canary"]["requests"] >= 10
+    assert canary["canary"]["errorRate"] > 0.1
+    assert deployment_revision(kube, engines.namespace, "chat-sm100") == "2"
+    assert canary_operator.output().count("canary measured") == 2  # once per canary

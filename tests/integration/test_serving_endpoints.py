@@ -21,6 +21,7 @@ from kubernetes import client
 from tests.integration.test_validation_and_serving import BENCH_GATE, Services, _bench, _service
 from tests.support import Engines, Kube, OperatorProcess, engine_manifest, wait_for
 from trtllm_operator.dev.cluster import LocalCluster
+from trtllm_operator.dev.load import mapping_file, read_mapping
 
 pytestmark = pytest.mark.cluster
 
@@ -46,9 +47,7 @@ def ready_endpoints(kube: Kube, namespace: str, service: str) -> list[str]:
 
 def loopback(cluster: LocalCluster, target: str) -> str | None:
     """The loopback address that really answers for an endpoint ``podIP:port`` (the sim's mapping)."""
-    path = cluster.state_dir / "serving-endpoints.json"
-    mapping: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    return mapping.get(target)
+    return read_mapping(mapping_file(cluster.state_dir)).get(target)
 
 
 def serving_engine(engines: Engines, name: str = "fast", **spec: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ generated from them (``python -m tests.unit.test_argocd_health --write``) and co
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,77 +19,12 @@ import yaml
 from lupa import lua51
 
 from tests.support import REPO
+from trtllm_operator.dev.argocd_health import CHECKS_DIR, run_health, script_of
 
 ARGO_DIR = REPO / "manifests" / "argocd"
-CHECKS_DIR = ARGO_DIR / "resource_customizations" / "trtllm.dev"
 CM_PATCH = ARGO_DIR / "argocd-cm-patch.yaml"
 KINDS = ("TRTEngine", "InferenceService")
 HEALTH_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
-
-# What gopher-lua's OpenBase registers (Argo opens it, plus table, package and its safe os).
-ARGO_BASE = (
-    "assert",
-    "error",
-    "getfenv",
-    "getmetatable",
-    "ipairs",
-    "load",
-    "loadstring",
-    "next",
-    "pairs",
-    "pcall",
-    "print",
-    "rawequal",
-    "rawget",
-    "rawset",
-    "select",
-    "setfenv",
-    "setmetatable",
-    "tonumber",
-    "tostring",
-    "type",
-    "unpack",
-    "xpcall",
-    "_VERSION",
-)
-SANDBOX = """
-function(script, obj, base)
-  local env = {obj = obj}
-  for _, name in ipairs(base) do env[name] = _G[name] end
-  env._G = env
-  env.table = table
-  env.os = {time = os.time, date = os.date, clock = os.clock, difftime = os.difftime}
-  env.require = function(name) error("module '" .. name .. "' not found (not preloaded in Argo CD)") end
-  debug.setmetatable("", nil)  -- Argo does not open the string library: no ("x"):find(...) either
-  local chunk = assert(loadstring(script, "=health.lua"))
-  setfenv(chunk, env)
-  return chunk()
-end
-"""
-
-
-def _plain(value: Any) -> Any:
-    """As Argo hands objects to Lua: JSON types only (timestamps stay strings)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def run_health(script: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate ``script`` for ``obj`` the way Argo CD does; return its table as a dict."""
-    lua = lua51.LuaRuntime(unpack_returned_tuples=False)
-    run = lua.eval(SANDBOX)
-    result = run(script, lua.table_from(_plain(obj), recursive=True), lua.table_from(list(ARGO_BASE)))
-    assert lua.eval("type")(result) == "table", f"health.lua must return a table, got {result!r}"
-    return {str(k): v for k, v in result.items()}
-
-
-def script_of(kind: str) -> str:
-    return (CHECKS_DIR / kind / "health.lua").read_text()
 
 
 def cases() -> list[Any]:

@@ -145,3 +145,26 @@ def test_resource_paths() -> None:
     assert k8s.JOBS.path("ns") == "/apis/batch/v1/namespaces/ns/jobs"
     assert k8s.NODES.path("ns") == "/api/v1/nodes"  # cluster-scoped: the namespace is ignored
     assert k8s.ENGINES.path("ns").endswith("/namespaces/ns/trtengines")
+
+
+def test_merge_patch_to_removes_what_became_unset_in_nested_objects() -> None:
+    stored = {
+        "canary": {"revision": 2, "bakingSince": "t0", "judgeAt": "t1", "stable": {"requests": 5}},
+        "engineRevision": 2,
+        "autoscaling": [{"metric": "x"}],
+    }
+    wanted = {"canary": {"revision": 3, "stable": {"requests": 0, "revision": 2}}, "engineRevision": 2}
+    patch = k8s.merge_patch_to(stored, wanted)
+    assert patch == {
+        "canary": {
+            "revision": 3,
+            "bakingSince": None,
+            "judgeAt": None,
+            "stable": {"requests": 0, "revision": 2},
+        },
+        "engineRevision": 2,
+        "autoscaling": None,
+    }
+    assert k8s.merge_patch_to(None, wanted) == wanted
+    assert k8s.merge_patch_to("garbage", {"a": {"b": 1}}) == {"a": {"b": 1}}
+    assert k8s.merge_patch_to({"a": "x"}, {"a": {"b": 1}}) == {"a": {"b": 1}}

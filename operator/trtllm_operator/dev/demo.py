@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trtllm_operator.dev.cluster import REPO_ROOT, LocalCluster
+from trtllm_operator.dev.cluster import REPO_ROOT, ClusterError, LocalCluster
 
 DEMO = REPO_ROOT / "manifests" / "demo"
 NAMESPACE = "trtllm-demo"
@@ -171,11 +171,17 @@ class Demo:
             line for line in render.stdout.splitlines() if "trtllm-build" in line or "quantize.py" in line
         ]
         print("\n".join(line.strip() for line in steps[:2]))
-        _say("4. The operator")
+        _say("4. The metrics add-on (real Prometheus + Prometheus Adapter) and the operator")
+        try:
+            self.cluster.ensure_addons("metrics")  # built on first use: about 7 minutes cold
+        except ClusterError as error:
+            print(f"demo: the metrics add-on could not start: {error}", file=sys.stderr)
+            return 1
+        print(f"Prometheus at {self.cluster.prometheus_url} (the operator judges canaries with it)")
         log_path = self.cluster.state_dir / "logs" / "operator-demo.log"
         operator = subprocess.Popen(
             [sys.executable, "-m", "trtllm_operator.cli", "run"],
-            env=self.env,
+            env={**self.env, "TRTLLM_PROMETHEUS_URL": self.cluster.prometheus_url},
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -246,12 +252,15 @@ class Demo:
         self.kubectl("get", "trtis", "-n", NAMESPACE)
         self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide", "-l", "trtllm.dev/component=server")
         from trtllm_operator.dev.demo_autoscaling import autoscaling_step
+        from trtllm_operator.dev.demo_canary import canary_steps
 
         scaled = autoscaling_step(self, _say)
+        canaried = canary_steps(self, _say)
         _say("Done. The cluster keeps running:")
         print(
             f"  export KUBECONFIG={self.cluster.kubeconfig} PATH={self.bin}:$PATH\n"
             f"  kubectl get trte,trtis -n {NAMESPACE}; kubectl describe trte coder-int4awq -n {NAMESPACE}\n"
+            f"  kubectl describe trtis chat -n {NAMESPACE}   # the canary's events and RolledBack message\n"
             "  make cluster-down   # stops exactly what make cluster-up started"
         )
         failed = [
@@ -261,6 +270,12 @@ class Demo:
         ]
         if not scaled:
             print("demo: autoscaling did not scale 1 -> 3 -> 1", file=sys.stderr)
+            return 1
+        if not canaried:
+            print(
+                "demo: the canary did not end promoted, then rolled back with the stable kept",
+                file=sys.stderr,
+            )
             return 1
         if failed or self.condition("coder-int4awq", "Stalled").get("reason") != "AccuracyRegression":
             print(f"demo did not reach its expected end state: {failed or 'coder-int4awq'}", file=sys.stderr)

@@ -77,8 +77,9 @@ def reconcile(rt: Runtime, key: Key) -> float | None:
     except ValueError:
         old = {}
     if new != old or not obj.get("status"):
+        patch = k8s.merge_patch_to(obj.get("status"), new)  # unset fields removed, not kept
         rt.kube.patch_custom_status(
-            c.SERVICE_PLURAL, namespace, name, new, resource_version=meta.get("resourceVersion")
+            c.SERVICE_PLURAL, namespace, name, patch, resource_version=meta.get("resourceVersion")
         )
     for event in decision.events:
         rt.kube.post_event(obj, event.type, event.reason, event.message)
