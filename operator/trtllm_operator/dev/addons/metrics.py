@@ -194,6 +194,8 @@ def _start_prometheus(cluster: LocalCluster, bin_dir: Path) -> None:
     )
     url = f"http://{address}"
     cluster.wait_process(PROMETHEUS, lambda: _status(f"{url}/-/ready"), timeout=120)
+    # It runs for the cluster's life (stopped by PID in ``down``), not this process's: no Popen to reap.
+    cluster.detach_process(PROMETHEUS)
     (state / URL_FILE).write_text(url + "\n")
 
 
@@ -237,6 +239,7 @@ def _start_adapter(cluster: LocalCluster, bin_dir: Path) -> None:
     cluster.wait_process(ADAPTER, healthz, timeout=120)
     register(cluster, address, port)
     cluster.wait_process(ADAPTER, lambda: 200 if available(cluster) else 503, timeout=120)
+    cluster.detach_process(ADAPTER)
 
 
 def _api(cluster: LocalCluster) -> Any:
