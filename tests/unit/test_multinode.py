@@ -388,3 +388,27 @@ def test_an_autoscaled_multi_node_service_gets_an_hpa_on_its_leader_worker_set()
     )
     assert r.AUTOSCALING_DEGRADED not in {x.type for x in decision.status.conditions}
     assert cond(decision, r.READY)[0] == "True"
+
+
+def test_an_autoscaled_multi_node_service_without_custom_metrics_falls_back_to_cpu_and_says_so() -> None:
+    obs = ServiceObservation(
+        "ns",
+        "chat",
+        "uid",
+        1,
+        {"engineRef": {"name": "big"}, "autoscaling": {"maxReplicas": 3}},
+        {},
+        {"big": big_engine()},
+        {},
+        nodes=H100_PAIR,
+        mpi_ssh_secret=IDENTITY,
+        apiservices=[],
+    )
+    decision = reconcile_service(obs, NOW)
+    hpa = next(o for o in decision.apply if o["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == c.LWS_KIND
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    status_, reason, message = cond(decision, r.AUTOSCALING_DEGRADED)
+    assert (status_, reason) == ("True", r.CUSTOM_METRICS_UNAVAILABLE)
+    assert "not autoscaled" not in message
+    assert decision.status.autoscaling[0].fallback
