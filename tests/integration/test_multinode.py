@@ -24,6 +24,7 @@ from trtllm_operator.api import constants as c
 from trtllm_operator.dev.cluster import LocalCluster
 from trtllm_operator.dev.executor import UNREADY_ANNOTATION
 from trtllm_operator.gpu.labels import GFD
+from trtllm_operator.k8s import SPEC_HASH_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 LWS = "chat-sm90"  # render.serving.deployment_name: the LeaderWorkerSet takes the Deployment's name
@@ -201,3 +202,93 @@ def test_without_leader_worker_set_installed_the_service_stalls_and_the_operator
     assert f"multi-node serving needs LeaderWorkerSet {c.LWS_TESTED_RELEASE}" in stalled["message"]
     assert (services.condition("chat", "Ready") or {}).get("status") == "False"
     assert operator.get("/readyz")[0] == 200  # caches synced, nothing crashed
+
+
+@pytest.mark.operator_env(private_fleet=True)
+def test_load_on_the_leaders_scales_groups_up_and_back_down(
+    metrics_cluster: LocalCluster,
+    kube: Kube,
+    engines: Engines,
+    services: Services,
+    private_fleet: PrivateFleet,
+    operator: OperatorProcess,
+) -> None:
+    """The real HPA scales the LeaderWorkerSet through its scale subresource, on requests in flight
+    that Prometheus scrapes from the leaders only (LWS's status.hpaPodSelector: worker-index 0)."""
+    from tests.integration.test_autoscaling import Load, hpas
+
+    metrics_cluster.ensure_addons("lws")
+    private_fleet.add("h100", 4)  # two groups of two 8-GPU nodes
+    engines.create(
+        engine_manifest("big", parallelism={"tensor": 8, "pipeline": 2}, build={"maxBatchSize": 4})
+    )
+    engines.wait_condition("big", "Ready", "True", timeout=180)
+    body = _service(
+        "chat",
+        "big",
+        allowUnvalidatedEngines=True,
+        autoscaling={
+            "minReplicas": 1,
+            "maxReplicas": 2,
+            "targetRequestsInFlight": 2,
+            "scaleDownStabilizationSeconds": 5,
+        },
+    )
+    del body["spec"]["replicas"]  # the HPA owns them
+    services.create(body)
+    services.wait("chat", "Ready", "True", timeout=180)
+    lws = get_lws(kube, engines.namespace, LWS)
+    assert lws["spec"]["replicas"] == 1  # defaulted by LWS's webhook: not in the operator's apply
+    assert lws["status"]["hpaPodSelector"].endswith(f"{c.LWS_LABEL_WORKER_INDEX}=0")  # leaders only
+    hpa = hpas(kube).read_namespaced_horizontal_pod_autoscaler(LWS, engines.namespace)
+    target = hpa.spec.scale_target_ref
+    assert (target.api_version, target.kind, target.name) == (c.LWS_API_VERSION, c.LWS_KIND, LWS)
+    assert hpa.spec.metrics[0].pods.metric.name == "trtllm_requests_in_flight"
+    wait_for(
+        lambda: (row := services.get("chat")["status"]["autoscaling"][0]).get("current") == "0" and row,
+        180,
+        what="the HPA reading trtllm_requests_in_flight = 0 from the leader",
+    )
+    wait_for(lambda: not services.condition("chat", "AutoscalingDegraded"), 90, what="no AutoscalingDegraded")
+
+    def groups() -> int:
+        return int(get_lws(kube, engines.namespace, LWS)["spec"]["replicas"])
+
+    with Load(metrics_cluster, kube, engines.namespace, threads=12) as load:
+        wait_for(lambda: groups() == 2, 300, what="2 groups under load")
+        services.wait("chat", "Ready", "True", timeout=180)
+        wait_for(lambda: len(ready_endpoints(kube, engines.namespace, "chat")) == 2, 90, what="2 leaders")
+        assert len(group_pods(kube, engines.namespace)) == 4  # each group: leader + worker
+        row = services.get("chat")["status"]["autoscaling"][0]
+        assert row["desiredReplicas"] == 2
+        wait_for(lambda: load.completed > 0, 180, what="requests answered by the leaders")
+        # The operator applies again (its rendered-hash annotation drifted away): its server-side
+        # apply does not own the group count, so the HPA's 2 stays.
+        kube.custom.patch_namespaced_custom_object(
+            c.LWS_GROUP,
+            c.LWS_VERSION,
+            engines.namespace,
+            c.LWS_PLURAL,
+            LWS,
+            {"metadata": {"annotations": {SPEC_HASH_ANNOTATION: None}}},
+        )
+        lws = wait_for(
+            lambda: (
+                (found := get_lws(kube, engines.namespace, LWS))["metadata"]
+                .get("annotations", {})
+                .get(SPEC_HASH_ANNOTATION)
+                and found
+            ),
+            60,
+            what="the operator applying the LeaderWorkerSet again",
+        )
+        owners = {
+            entry["manager"]
+            for entry in lws["metadata"]["managedFields"]
+            if "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+        }
+        assert c.MANAGED_BY not in owners, owners
+        assert lws["spec"]["replicas"] == 2
+    wait_for(lambda: groups() == 1, 300, what="back to 1 group without load")
+    reasons = {e.reason for e in kube.core.list_namespaced_event(engines.namespace).items}
+    assert "SuccessfulRescale" in reasons

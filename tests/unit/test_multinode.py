@@ -327,3 +327,88 @@ def test_a_resource_installed_later_is_listed_at_the_next_recheck() -> None:
         assert not informer.absent.is_set()
     finally:
         stop.set()
+
+
+# ------------------------------------------------------------------ autoscaling groups
+def test_with_autoscaling_the_leader_worker_set_leaves_replicas_to_the_hpa() -> None:
+    assert render()["spec"]["replicas"] == 1
+    svc = InferenceServiceSpec.model_validate(
+        {"engineRef": {"name": "big"}, "autoscaling": {"maxReplicas": 3}}
+    )
+    engine_spec = TRTEngineSpec.model_validate({**ENGINE_SPEC, "parallelism": TP8_PP2})
+    lws = render_leader_worker_set(
+        OWNER, "ns", "chat", svc, "big", engine_spec, status(), size=2, gpus_per_pod=8
+    )
+    assert "replicas" not in lws["spec"]
+
+
+def test_an_autoscaled_multi_node_service_gets_an_hpa_on_its_leader_worker_set() -> None:
+    """The HPA scales groups through LWS's scale subresource, on the same metric plan as a Deployment:
+    requests in flight per leader (= per group) against 80% of the engine's max batch (one group's)."""
+    from tests.unit.test_autoscaling import AVAILABLE
+
+    big = big_engine()
+    big["spec"] = {**big["spec"], "build": {"maxBatchSize": 8}}
+    hpa_status = {"currentReplicas": 1, "desiredReplicas": 2, "currentMetrics": []}
+    obs = ServiceObservation(
+        "ns",
+        "chat",
+        "uid",
+        1,
+        {"engineRef": {"name": "big"}, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}},
+        {},
+        {"big": big},
+        {},
+        nodes=H100_PAIR,
+        mpi_ssh_secret=IDENTITY,
+        apiservices=AVAILABLE,
+        hpas={"chat-sm90": {"status": hpa_status}},
+        leader_worker_sets={"chat-sm90": lws_object()},
+        group_workers={"chat-sm90": [worker_pod(True)]},
+    )
+    decision = reconcile_service(obs, NOW)
+    assert [o["kind"] for o in decision.apply] == ["Service", c.LWS_KIND, "HorizontalPodAutoscaler"]
+    lws, hpa = decision.apply[1], decision.apply[2]
+    assert "replicas" not in lws["spec"]
+    assert hpa["metadata"]["name"] == "chat-sm90"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1",
+        "kind": "LeaderWorkerSet",
+        "name": "chat-sm90",
+    }
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "trtllm_requests_in_flight"
+    assert metric["pods"]["target"]["averageValue"] == "6400m"  # 80% of one group's batch of 8
+    [row] = decision.status.autoscaling
+    assert (row.name, row.metric, row.target, row.desiredReplicas) == (
+        "chat-sm90",
+        "pods/trtllm_requests_in_flight",
+        "6400m",
+        2,
+    )
+    assert r.AUTOSCALING_DEGRADED not in {x.type for x in decision.status.conditions}
+    assert cond(decision, r.READY)[0] == "True"
+
+
+def test_an_autoscaled_multi_node_service_without_custom_metrics_falls_back_to_cpu_and_says_so() -> None:
+    obs = ServiceObservation(
+        "ns",
+        "chat",
+        "uid",
+        1,
+        {"engineRef": {"name": "big"}, "autoscaling": {"maxReplicas": 3}},
+        {},
+        {"big": big_engine()},
+        {},
+        nodes=H100_PAIR,
+        mpi_ssh_secret=IDENTITY,
+        apiservices=[],
+    )
+    decision = reconcile_service(obs, NOW)
+    hpa = next(o for o in decision.apply if o["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == c.LWS_KIND
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    status_, reason, message = cond(decision, r.AUTOSCALING_DEGRADED)
+    assert (status_, reason) == ("True", r.CUSTOM_METRICS_UNAVAILABLE)
+    assert "not autoscaled" not in message
+    assert decision.status.autoscaling[0].fallback

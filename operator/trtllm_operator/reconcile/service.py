@@ -377,20 +377,23 @@ def reconcile_service(obs: ServiceObservation, now: datetime) -> ServiceDecision
                     ssh=identity,
                 )
             )
-            if spec.autoscaling:  # no HPA for a LeaderWorkerSet yet (docs/serving.md): say so
-                scaling_trouble.append(
-                    f"{dep_name} is multi-node (a LeaderWorkerSet) and is not autoscaled yet: it runs "
-                    f"spec.replicas ({spec.replicas}) groups; remove spec.autoscaling or serve on one node"
-                )
-            continue
-        decision.apply.append(
-            render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
-        )
+        else:
+            decision.apply.append(
+                render_deployment(owner, obs.namespace, obs.name, spec, s.engine_name, s.spec, s.engine)
+            )
         if spec.autoscaling:
+            # A LeaderWorkerSet scales by groups through its scale subresource; its pod selector picks
+            # the leaders, which serve and export the metrics: the per-pod metric is per group.
             plan = autoscaling.plan_hpa(spec.autoscaling, s.spec, custom)
             decision.apply.append(
                 render_hpa(
-                    owner, obs.namespace, dep_name, spec, plan.metrics, autoscaling.behavior(spec.autoscaling)
+                    owner,
+                    obs.namespace,
+                    dep_name,
+                    spec,
+                    plan.metrics,
+                    autoscaling.behavior(spec.autoscaling),
+                    kind=c.LWS_KIND if shape else "Deployment",
                 )
             )
             row, trouble = autoscaling.observe_hpa(dep_name, plan, obs.hpas.get(dep_name))

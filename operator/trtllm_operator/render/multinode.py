@@ -139,7 +139,6 @@ def render_leader_worker_set(
 
     labels = deployment["metadata"]["labels"]
     spec: dict[str, Any] = {
-        "replicas": svc.replicas,
         "startupPolicy": "LeaderCreated",
         "leaderWorkerTemplate": {
             "size": size,
@@ -156,6 +155,10 @@ def render_leader_worker_set(
             },
         },
     }
+    if svc.autoscaling is None:
+        # With spec.autoscaling the HPA owns the group count (LWS's scale subresource): leaving it out of
+        # our server-side apply keeps the HPA's writes (LWS's webhook defaults it to 1 on create).
+        spec["replicas"] = svc.replicas
     return {
         "apiVersion": c.LWS_API_VERSION,
         "kind": c.LWS_KIND,

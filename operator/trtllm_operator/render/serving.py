@@ -230,9 +230,13 @@ def render_hpa(
     svc: InferenceServiceSpec,
     metrics: list[dict[str, Any]] | None = None,
     behavior: dict[str, Any] | None = None,
+    *,
+    kind: str = "Deployment",
 ) -> dict[str, Any]:
-    """autoscaling/v2 HPA of one Deployment: ``metrics`` (reconcile/autoscaling.py plan_hpa; CPU
-    utilization when None) and ``behavior`` (the stabilization windows)."""
+    """autoscaling/v2 HPA of one Deployment (``kind="LeaderWorkerSet"``: of a multi-node group set,
+    through LWS's scale subresource, whose pod selector picks the leaders only): ``metrics``
+    (reconcile/autoscaling.py plan_hpa; CPU utilization when None) and ``behavior`` (the stabilization
+    windows)."""
     scaling = svc.autoscaling
     assert scaling is not None
     if metrics is None:
@@ -249,7 +253,11 @@ def render_hpa(
             }
         ]
     spec: dict[str, Any] = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "scaleTargetRef": {
+            "apiVersion": c.LWS_API_VERSION if kind == c.LWS_KIND else "apps/v1",
+            "kind": kind,
+            "name": deployment,
+        },
         "minReplicas": max(1, scaling.minReplicas),
         "maxReplicas": scaling.maxReplicas,
         "metrics": metrics,
