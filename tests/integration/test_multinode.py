@@ -215,7 +215,7 @@ def test_load_on_the_leaders_scales_groups_up_and_back_down(
 ) -> None:
     """The real HPA scales the LeaderWorkerSet through its scale subresource, on requests in flight
     that Prometheus scrapes from the leaders only (LWS's status.hpaPodSelector: worker-index 0)."""
-    from tests.integration.test_autoscaling import Load, hpas
+    from tests.integration.test_autoscaling import chat_load, hpas
 
     metrics_cluster.ensure_addons("lws")
     private_fleet.add("h100", 4)  # two groups of two 8-GPU nodes
@@ -254,7 +254,7 @@ def test_load_on_the_leaders_scales_groups_up_and_back_down(
     def groups() -> int:
         return int(get_lws(kube, engines.namespace, LWS)["spec"]["replicas"])
 
-    with Load(metrics_cluster, kube, engines.namespace, threads=12) as load:
+    with chat_load(metrics_cluster, kube, engines.namespace) as load:
         wait_for(lambda: groups() == 2, 300, what="2 groups under load")
         services.wait("chat", "Ready", "True", timeout=180)
         wait_for(lambda: len(ready_endpoints(kube, engines.namespace, "chat")) == 2, 90, what="2 leaders")
