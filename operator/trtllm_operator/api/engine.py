@@ -30,7 +30,7 @@ from trtllm_operator.api.conditions import Condition
 from trtllm_operator.api.constants import ENGINE_NAME_MAX
 from trtllm_operator.api.security import PodSecurityContext, SecurityContext
 from trtllm_operator.trtllm import sm_rules
-from trtllm_operator.trtllm.cli_tables import EVAL_TASKS
+from trtllm_operator.trtllm.cli_tables import CONVERT_NO_PP_ARCHITECTURES, EVAL_TASKS
 
 Backend = Literal["tensorrt", "pytorch"]
 Precision = Literal["fp16", "bf16", "fp8", "int8_sq", "int4_awq", "w4a8_awq", "nvfp4", "int8_wo", "int4_wo"]
@@ -523,6 +523,16 @@ class TRTEngineSpec(ApiModel):
                 "spec.kvCacheDtype int8: the tensorrt backend rejects INT8 quantization on SM 10.x-11.x; use "
                 "kvCacheDtype fp8 on Blackwell",
                 field_path=".kvCacheDtype",
+            ),
+            cel(
+                "self.backend != 'tensorrt' || !has(self.model.architecture) || "
+                f"!(self.model.architecture in {list(CONVERT_NO_PP_ARCHITECTURES)}) || "
+                "!has(self.parallelism) || !has(self.parallelism.pipeline) || self.parallelism.pipeline == 1",
+                "spec.parallelism.pipeline must be 1 for spec.model.architecture "
+                f"{' / '.join(CONVERT_NO_PP_ARCHITECTURES)} with the tensorrt backend: their "
+                "convert_checkpoint.py has no pipeline parallelism (gemma: no --pp_size; phi: asserts "
+                "pp_size == 1); use pipeline 1 with more tensor parallelism, or spec.backend pytorch",
+                field_path=".parallelism.pipeline",
             ),
             cel(
                 "self.backend != 'pytorch' || self.kvCacheDtype != 'int8'",

@@ -28,7 +28,7 @@ from trtllm_operator.api.plan import (
 from trtllm_operator.gpu import ComputeCapability
 from trtllm_operator.render.names import claim_name
 from trtllm_operator.render.presets import build_flags, flags_argv
-from trtllm_operator.trtllm.cli_tables import CONVERT_NO_PP, tables_for
+from trtllm_operator.trtllm.cli_tables import CONVERT_FAMILY, CONVERT_NO_PP, tables_for
 
 DEFAULT_BUILDER_IMAGE: Final = "ghcr.io/trtllm-operator/trtllm-operator:0.1.0"
 DEFAULT_EXAMPLES_DIR: Final = "/app/tensorrt_llm/examples"
@@ -48,17 +48,6 @@ QFORMAT: Final[dict[str, str]] = {
     "bf16": "full_prec",
 }
 TORCH_DTYPE: Final[dict[str, str]] = {"fp16": "float16", "bf16": "bfloat16"}
-#: Hugging Face architecture -> examples/models/core/<family>/convert_checkpoint.py (each family's parser
-#: in ``cli_tables.CONVERT_12_BY_FAMILY``). Mixtral has no script of its own: its README runs llama's.
-CONVERT_FAMILY: Final[dict[str, str]] = {
-    "LlamaForCausalLM": "llama",
-    "MistralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen",
-    "GemmaForCausalLM": "gemma",
-    "Gemma2ForCausalLM": "gemma",
-    "MixtralForCausalLM": "llama",
-    "Phi3ForCausalLM": "phi",
-}
 AWQ_FORMATS: Final = frozenset({"int4_awq", "w4a8_awq"})
 AWQ_CALIB_CAP: Final = 32
 _UNQUANTIZED_KV: Final = frozenset({"auto", "fp16"})

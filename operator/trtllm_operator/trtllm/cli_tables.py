@@ -404,6 +404,20 @@ CONVERT_12_BY_FAMILY: Final[dict[str, Command]] = {
 #: Families without a pipeline-parallel convert path (gemma: no --pp_size; phi: asserts pp_size == 1).
 CONVERT_NO_PP: Final = frozenset({"gemma", "phi"})
 
+#: Hugging Face architecture -> examples/models/core/<family>/convert_checkpoint.py (each family's parser
+#: in ``cli_tables.CONVERT_12_BY_FAMILY``). Mixtral has no script of its own: its README runs llama's.
+CONVERT_FAMILY: Final[dict[str, str]] = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen",
+    "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma",
+    "MixtralForCausalLM": "llama",
+    "Phi3ForCausalLM": "phi",
+}
+#: Architectures whose convert_checkpoint.py has no pipeline parallelism (refused at admission).
+CONVERT_NO_PP_ARCHITECTURES: Final = tuple(sorted(a for a, f in CONVERT_FAMILY.items() if f in CONVERT_NO_PP))
+
 
 def convert_family(script: str) -> str | None:
     """The family of a ``…/models/core/<family>/convert_checkpoint.py`` path (None for any other path)."""
