@@ -19,9 +19,9 @@ import pytest
 from kubernetes import client
 
 from tests.integration.test_validation_and_serving import BENCH_GATE, Services, _bench, _service
-from tests.support import Engines, Kube, OperatorProcess, engine_manifest, wait_for
+from tests.support import Engines, Kube, OperatorProcess, endpoint_fetch, engine_manifest, wait_for
 from trtllm_operator.dev.cluster import LocalCluster
-from trtllm_operator.dev.load import mapping_file, read_mapping
+from trtllm_operator.dev.load import Load, mapping_file, read_mapping
 
 pytestmark = pytest.mark.cluster
 
@@ -163,6 +163,33 @@ def test_revision_2_rolls_out_while_revision_1_keeps_serving(
     assert answers(cluster, kube, engines.namespace, "chat", "chat") == 2
     deployment = kube.apps.read_namespaced_deployment("chat-sm100", engines.namespace)
     assert deployment.spec.strategy.type == "RollingUpdate"
+
+
+def test_a_rolling_update_under_concurrent_load_fails_no_request(
+    cluster: LocalCluster, kube: Kube, engines: Engines, services: Services, operator: OperatorProcess
+) -> None:
+    """Clients that learn the ready endpoints from the EndpointSlices once a second (as kube-proxy does)
+    lose no request while revision 2 replaces revision 1: a deleted pod keeps answering through its
+    preStop drain (render/serving.py DRAIN_SECONDS) until its endpoint is gone from every client."""
+    serving_engine(engines)
+    services.create(_service("chat", "fast", replicas=2))
+    services.wait("chat", "Ready", "True", timeout=90)
+    selector = "trtllm.dev/inference-service=chat"
+    fetch = endpoint_fetch(kube, engines.namespace, "chat")
+    with Load(fetch, mapping_file(cluster.state_dir), model="chat", threads=4) as load:
+        wait_for(lambda: load.completed >= 20, 60, what="requests answered by revision 1")
+        engines.sim(TRTLLM_SIM_BENCH=_bench(6049), TRTLLM_SIM_SERVE=json.dumps({"loadSeconds": 2}))
+        engines.patch_spec("fast", {"calibration": {"size": 128}})
+
+        def rolled_out() -> bool:
+            pods = kube.core.list_namespaced_pod(engines.namespace, label_selector=selector).items
+            return len(pods) == 2 and all(p.metadata.labels["trtllm.dev/revision"] == "2" for p in pods)
+
+        wait_for(rolled_out, 240, interval=1.0, what="revision 2 on every pod, the old pods gone")
+        before = load.completed
+        wait_for(lambda: load.completed >= before + 20, 60, what="requests answered by revision 2")
+    assert sum(load.failed.values()) == 0, load.failures[:5]
+    assert load.completed > 40
 
 
 def test_switching_architecture_keeps_the_old_one_serving_until_the_new_is_ready(

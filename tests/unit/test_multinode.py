@@ -96,6 +96,14 @@ def render(**kwargs: Any) -> dict[str, Any]:
     )
 
 
+def test_the_leader_drains_before_it_stops_and_the_workers_do_not_wait() -> None:
+    group = render()["spec"]["leaderWorkerTemplate"]
+    leader = group["leaderTemplate"]["spec"]["containers"][0]
+    worker = group["workerTemplate"]["spec"]["containers"][0]
+    assert leader["lifecycle"]["preStop"]["sleep"]["seconds"] > 0  # clients reach the group through it
+    assert "lifecycle" not in worker  # no traffic reaches a worker
+
+
 def test_leader_worker_set_of_two_pods_each_with_a_whole_node_pinned_to_the_architecture() -> None:
     lws = render()
     assert (lws["apiVersion"], lws["kind"], lws["metadata"]["name"]) == (

@@ -10,6 +10,7 @@ import pytest
 from trtllm_operator.api import constants as c
 from trtllm_operator.api import reasons as r
 from trtllm_operator.reconcile.service import ServiceObservation, reconcile_service
+from trtllm_operator.render.serving import DRAIN_SECONDS, FINISH_SECONDS
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ENGINE_SPEC = {
@@ -348,3 +349,14 @@ def test_serving_deployment_rolls_out_without_downtime() -> None:
     assert strategy["type"] == "RollingUpdate"
     assert strategy["rollingUpdate"]["maxUnavailable"] in (0, "0", "0%")
     assert strategy["rollingUpdate"]["maxSurge"] not in (0, "0", "0%")
+
+
+def test_a_stopping_server_drains_before_sigterm() -> None:
+    """preStop sleep (the kubelet's own action) keeps a deleted pod answering while clients drop its
+    endpoint; the grace period leaves its in-flight requests time to finish after SIGTERM."""
+    decision = reconcile_service(observe({"engineRef": {"name": "llama"}}, {"llama": engine()}), NOW)
+    pod = decision.apply[1]["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert server["lifecycle"] == {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
+    assert DRAIN_SECONDS >= 5
+    assert pod["terminationGracePeriodSeconds"] == DRAIN_SECONDS + FINISH_SECONDS > DRAIN_SECONDS

@@ -98,6 +98,8 @@ class ServingPod:
     ready: bool | None = None
     failures: int = 0
     restarts: int = 0
+    drain_seconds: float = 0.0  # the container's preStop sleep: served on after the pod is deleted
+    stop_at: float | None = None  # monotonic time the drain ends (None: not draining)
     was_ready: bool = False
 
 
@@ -108,6 +110,15 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _pre_stop_sleep(container: Any) -> float:
+    """Seconds of the container's ``lifecycle.preStop.sleep`` hook (0 without one)."""
+    pre_stop = getattr(getattr(container, "lifecycle", None), "pre_stop", None)
+    seconds = getattr(getattr(pre_stop, "sleep", None), "seconds", None)
+    return (
+        float(seconds) if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0 else 0.0
+    )
 
 
 def _die_with_parent() -> None:
@@ -435,7 +446,7 @@ class Executor:
             else:
                 self._probe(key, pod, current)
         for key in [k for k in self.servers if k not in seen]:
-            self._stop_server(key)
+            self._drain_or_stop(key)
         self._write_endpoints()
         self._workers_scan()
 
@@ -486,7 +497,14 @@ class Executor:
                 preexec_fn=_die_with_parent,  # only sets the death signal
             )
         target = f"{pod.status.pod_ip}:{container_port}"
-        self.servers[key] = ServingPod(pod.metadata.uid, process, port, target, restarts=restarts)
+        self.servers[key] = ServingPod(
+            pod.metadata.uid,
+            process,
+            port,
+            target,
+            restarts=restarts,
+            drain_seconds=_pre_stop_sleep(container),
+        )
         log.info(
             "serving pod started", pod=key, loopback=f"127.0.0.1:{port}", target=target, log=str(log_path)
         )
@@ -574,6 +592,18 @@ class Executor:
             if error.status != 404:
                 raise
             return False
+
+    def _drain_or_stop(self, key: str) -> None:
+        """The pod is being deleted (or gone). As a kubelet runs a preStop ``sleep`` before SIGTERM, the
+        stand-in keeps answering for that long (clients drop it once its endpoint leaves the
+        EndpointSlice), then stops; without a preStop hook it stops at once."""
+        server = self.servers[key]
+        now = time.monotonic()
+        if server.stop_at is None and server.drain_seconds > 0:
+            server.stop_at = now + server.drain_seconds
+            log.info("serving pod draining", pod=key, seconds=server.drain_seconds)
+        if server.stop_at is None or now >= server.stop_at:
+            self._stop_server(key)
 
     def _stop_server(self, key: str) -> None:
         server = self.servers.pop(key)

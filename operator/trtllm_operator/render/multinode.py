@@ -134,6 +134,7 @@ def render_leader_worker_set(
     rank_host["readinessProbe"] = probe
     rank_host["livenessProbe"] = {**probe, "failureThreshold": 3}
     rank_host.pop("startupProbe", None)
+    rank_host.pop("lifecycle", None)  # no traffic reaches a worker: nothing to drain
     if ssh is not None:
         mount_identity(leader, worker, ssh)
 

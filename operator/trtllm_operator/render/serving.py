@@ -14,6 +14,10 @@ from trtllm_operator.render.security import HOME, container_security_context, po
 
 #: Loading a large engine takes minutes: allow 10 minutes before liveness applies.
 STARTUP_FAILURES, PROBE_PERIOD = 60, 10
+#: A stopping server keeps answering this long (preStop sleep, the kubelet's own action: no binary needed
+#: in the image) while the EndpointSlice drops it and every kube-proxy / load balancer stops sending to
+#: it; only then is it sent SIGTERM. In-flight requests get the rest of the grace period to finish.
+DRAIN_SECONDS, FINISH_SECONDS = 10, 30
 
 
 def deployment_name(service: str, engine: EngineStatus) -> str:
@@ -181,8 +185,10 @@ def render_deployment(
                         "readinessProbe": probe,
                         "livenessProbe": {**probe, "failureThreshold": 3},
                         "startupProbe": {**probe, "failureThreshold": STARTUP_FAILURES},
+                        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
                     }
                 ],
+                "terminationGracePeriodSeconds": DRAIN_SECONDS + FINISH_SECONDS,
                 "volumes": volumes,
             },
         },
