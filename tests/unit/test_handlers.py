@@ -234,6 +234,25 @@ def test_a_changed_status_is_patched_once_over_the_cached_resource_version() -> 
     assert kube.statuses["llama"]["phase"] == "Building"
 
 
+def test_a_status_field_that_became_unset_is_written_as_null_not_left_behind() -> None:
+    """A JSON merge patch keeps what it doesn't mention: when a new generation resets status.candidate,
+    the patch must null it, or the stale candidate is read back from the cache by the next reconcile."""
+    rt, kube = runtime()
+    building(rt, kube)
+    current = rt.caches.engines.get(NS, "llama")
+    assert current is not None
+    edited = copy.deepcopy(current)
+    edited["status"]["candidate"] = ready_engine()["status"]["engine"]  # left by the revision before
+    edited["spec"]["calibration"] = {"size": 64}  # another build config: a new revision starts over
+    edited["metadata"].update(generation=2, resourceVersion="556")
+    rt.caches.engines.upsert(edited)
+    reconcile(rt)
+    patch = kube.statuses["llama"]
+    assert "candidate" in patch
+    assert patch["candidate"] is None
+    assert patch["revision"] == 2
+
+
 def test_a_created_job_is_awaited_until_it_is_in_the_cache() -> None:
     rt, kube = runtime()
     rt.caches.engines.upsert(engine())

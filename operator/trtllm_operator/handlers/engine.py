@@ -182,7 +182,9 @@ def apply(rt: Runtime, obj: dict[str, Any], decision: EngineDecision) -> None:
             c.ENGINE_PLURAL,
             namespace,
             name,
-            decision.status.model_dump(mode="json", exclude_none=True),
+            # A merge patch keeps what it doesn't mention: fields that became unset (a new generation's
+            # reset build/candidate/benchmark, a promoted candidate) are written as null.
+            k8s.merge_patch_to(old_status, decision.status.model_dump(mode="json", exclude_none=True)),
             resource_version=resource_version,
         )
     if decision.remove_finalizer:
@@ -215,7 +217,7 @@ def _report_apply_failure(
             c.ENGINE_PLURAL,
             meta["namespace"],
             meta["name"],
-            status.model_dump(mode="json", exclude_none=True),
+            k8s.merge_patch_to(obj.get("status"), status.model_dump(mode="json", exclude_none=True)),
             resource_version=meta.get("resourceVersion"),
         )
 
