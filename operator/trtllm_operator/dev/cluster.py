@@ -197,18 +197,7 @@ class LocalCluster:
     # ----------------------------------------------------------------- for add-ons (dev/addons)
     def binaries(self, addon: str | None = None) -> Path:
         """The bin directory; with ``addon``, the binaries that add-on runs are built (or reused) too."""
-        if addon is None:
-            return self._binaries()
-        override = os.environ.get("TRTLLM_OPERATOR_BIN")
-        if override:
-            return Path(override)
-        script = REPO_ROOT / "hack" / "build-binaries.sh"
-        result = subprocess.run(
-            ["bash", str(script), "--addons", addon], stdout=subprocess.PIPE, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise ClusterError(f"{script} --addons {addon} failed with exit code {result.returncode}")
-        return Path(result.stdout.strip().splitlines()[-1])
+        return self._binaries(*(["--addons", addon] if addon else []))
 
     def process_alive(self, name: str) -> bool:
         return self._alive(name)
@@ -240,16 +229,19 @@ class LocalCluster:
         return self._kubeconfig_text(ca, issued, user)
 
     # ----------------------------------------------------------------- binaries & certificates
-    def _binaries(self) -> Path:
+    def _binaries(self, *script_args: str) -> Path:
         if self.bin_dir is not None:
             return self.bin_dir
         override = os.environ.get("TRTLLM_OPERATOR_BIN")
         if override:
             return Path(override)
         script = REPO_ROOT / "hack" / "build-binaries.sh"
-        result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+        result = subprocess.run(
+            ["bash", str(script), *script_args], stdout=subprocess.PIPE, text=True, check=False
+        )
         if result.returncode != 0:
-            raise ClusterError(f"{script} failed with exit code {result.returncode}; see its output above")
+            command = " ".join([str(script), *script_args])
+            raise ClusterError(f"{command} failed with exit code {result.returncode}; see its output above")
         return Path(result.stdout.strip().splitlines()[-1])
 
     def _certificates(self, pki_dir: Path) -> dict[str, pki.Issued]:
