@@ -15,7 +15,7 @@ from trtllm_operator.api.conditions import ConditionStatus, find, rfc3339, set_c
 from trtllm_operator.api.engine import TRTEngineStatus
 from trtllm_operator.handlers.runtime import BY_ENGINE, BY_JOB, Key, Runtime
 from trtllm_operator.reconcile.engine import EngineDecision, EngineObservation, JobView, reconcile_engine
-from trtllm_operator.reconcile.podsecurity import ENFORCE_LABEL
+from trtllm_operator.reconcile.podsecurity import enforce_level
 from trtllm_operator.reconcile.views import job_view
 from trtllm_operator.render.cleanup import cleanup_job_name
 from trtllm_operator.render.plan import RenderConfig
@@ -71,7 +71,8 @@ def observe(rt: Runtime, obj: dict[str, Any]) -> EngineObservation:
     deleting = bool(meta.get("deletionTimestamp"))
     cleanup = rt.caches.jobs.get(namespace, cleanup_job_name(name)) if deleting else None
     cleanup_pods = rt.caches.pods.by_index(BY_JOB, f"{namespace}/{cleanup_job_name(name)}") if cleanup else []
-    ns_meta = (rt.caches.namespaces.get("", namespace) or {}).get("metadata") or {}
+    ns = rt.caches.namespaces.get("", namespace) or {}
+    ns_meta = ns.get("metadata") or {}
     return EngineObservation(
         namespace=namespace,
         name=name,
@@ -87,7 +88,7 @@ def observe(rt: Runtime, obj: dict[str, Any]) -> EngineObservation:
         has_finalizer=c.FINALIZER in (meta.get("finalizers") or []),
         cleanup_job=job_view(cleanup, cleanup_pods) if cleanup else None,
         namespace_terminating=bool(ns_meta.get("deletionTimestamp")),
-        pod_security_level=(ns_meta.get("labels") or {}).get(ENFORCE_LABEL),
+        pod_security_level=enforce_level(ns),
     )
 
 

@@ -20,7 +20,7 @@ from trtllm_operator.api import constants as c
 from trtllm_operator.gpu.labels import facts_from_node
 from trtllm_operator.handlers.runtime import BY_BASELINE, BY_ENGINE_REF, Runtime
 from trtllm_operator.informer import Obj
-from trtllm_operator.reconcile.podsecurity import ENFORCE_LABEL
+from trtllm_operator.reconcile.podsecurity import enforce_level
 
 
 def _meta(obj: Obj | None) -> dict[str, Any]:
@@ -141,16 +141,12 @@ def on_namespace(rt: Runtime, type_: str, old: Obj | None, new: Obj | None) -> N
     if new is None:
         return
     terminating = bool(_meta(new).get("deletionTimestamp")) and not _meta(old).get("deletionTimestamp")
-    relabelled = old is not None and _enforce_level(new) != _enforce_level(old)
+    relabelled = old is not None and enforce_level(new) != enforce_level(old)
     if not (terminating or relabelled):
         return
     namespace = str(_meta(new).get("name") or "")
     for engine in rt.caches.engines.objects(namespace):
         rt.enqueue(c.ENGINE_KIND, namespace, str(_meta(engine).get("name") or ""))
-
-
-def _enforce_level(obj: Obj) -> Any:
-    return (_meta(obj).get("labels") or {}).get(ENFORCE_LABEL)
 
 
 def _custom_metrics_state(obj: Obj | None) -> tuple[bool, str | None] | None:

@@ -14,6 +14,16 @@ from __future__ import annotations
 from typing import Any, Final
 
 ENFORCE_LABEL: Final = "pod-security.kubernetes.io/enforce"
+
+
+def enforce_level(namespace: Any) -> str | None:
+    """A Namespace object's Pod Security enforce level (its label), None when unset or unreadable."""
+    meta = namespace.get("metadata") if isinstance(namespace, dict) else None
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    level = labels.get(ENFORCE_LABEL) if isinstance(labels, dict) else None
+    return level if isinstance(level, str) else None
+
+
 #: Capabilities the baseline level allows adding (Pod Security Standards, "Capabilities").
 BASELINE_CAPABILITIES: Final = frozenset(
     {
