@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from trtllm_operator.dev.executor import ENDPOINTS_FILE
+from trtllm_operator.sim_endpoints import read_mapping
 
 log = structlog.get_logger(__name__)
 TRACK_LABEL = "trtllm.dev/track"
@@ -86,17 +87,6 @@ def ready_targets(slices: Iterable[Any], pods: Iterable[Any], mapping: Mapping[s
 def mapping_file(state_dir: Path) -> Path:
     """Where the sim executor writes its ``podIP:port`` -> loopback map (.cluster/serving-endpoints.json)."""
     return state_dir / ENDPOINTS_FILE
-
-
-def read_mapping(path: Path) -> dict[str, str]:
-    """The sim's ``podIP:port`` -> loopback map; missing, half-written or malformed means empty."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def summary(ok: Mapping[str, int], failed: Mapping[str, int]) -> str:

@@ -38,6 +38,7 @@ from trtllm_operator.reconcile.canary import (
     queries,
     window_seconds,
 )
+from trtllm_operator.sim_endpoints import read_mapping
 
 log = structlog.get_logger(__name__)
 #: Simulation only (never set by the chart): a JSON file mapping serving pod "IP:port" to the loopback
@@ -88,16 +89,6 @@ def measure(
     )
 
 
-def _endpoints_map(path: str) -> dict[str, str]:
-    if not path:
-        return {}
-    try:
-        mapping = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
-
-
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(x.get("type") == "Ready" and x.get("status") == "True" for x in conditions)
@@ -124,7 +115,8 @@ def _probe(
     ]
     if not addresses:
         return None, "accuracy probe: no Ready canary pod with an IP"
-    mapping = _endpoints_map(os.environ.get(SIM_ENDPOINTS_ENV, ""))
+    sim_file = os.environ.get(SIM_ENDPOINTS_ENV, "")
+    mapping = read_mapping(Path(sim_file)) if sim_file else {}
     answers: list[str | None] = []
     errors = 0
     for index, prompt in enumerate(probe.prompts):
